@@ -1,0 +1,23 @@
+# jitprop: backpropagation experiments, from config.yaml to results/. Wiring only; the rules
+# live in workflow/rules/, the logic in src/jitprop/.
+from jitprop.config import ConfigError, load_schema, validate_config
+
+
+configfile: "config.yaml"
+
+
+try:
+    config = validate_config(config, load_schema(workflow.source_path("workflow/schemas/config.schema.yaml")))
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/toy.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.toy.input,

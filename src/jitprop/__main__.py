@@ -1,0 +1,5 @@
+import sys
+
+from jitprop.cli import main
+
+sys.exit(main())
