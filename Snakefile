@@ -14,6 +14,8 @@ except ConfigError as error:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/toy.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/mlp.smk"
 include: "workflow/rules/aggregate.smk"
 
 
@@ -21,3 +23,4 @@ rule all:
     default_target: True
     input:
         rules.toy.input,
+        rules.mlp.input,

@@ -40,6 +40,73 @@ def cmd_plot_toy(args):
     plots.toy_loss_overlay(history, args.overlay)
 
 
+def _progress_bar(epochs):
+    """A per-epoch progress bar on stderr, only when stderr is a terminal (never in logs)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(epoch, done, total):
+        filled = 30 * done // total
+        end = "\n" if done == total else ""
+        print(f"\repoch {epoch}/{epochs} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}",
+              end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_mlp(args):
+    from jitprop import data, io, mlp, sweep
+
+    train_set = data.load_split(args.data_dir, "train", args.train_size)
+    test_set = data.load_split(args.data_dir, "test", args.test_size)
+    result = mlp.train(train_set, test_set, layers=args.layers, activation=args.activation,
+                       loss=args.loss, lr=args.lr, seed=args.seed, epochs=args.epochs,
+                       batch_size=args.batch_size, momentum=args.momentum,
+                       weight_decay=args.weight_decay, dtype=args.dtype,
+                       log_every=args.log_every, progress=_progress_bar(args.epochs))
+    for name, frame in sweep.run_frames(result, args.lr, args.seed).items():
+        io.write_csv(frame, f"{args.out}/{name}.csv")
+    if result["diverged"]:
+        print(f"jitprop mlp: lr {args.lr} seed {args.seed} diverged at step "
+              f"{result['diverged_step']} (loss not finite); marked diverged", file=sys.stderr)
+
+
+def cmd_mlp_aggregate(args):
+    import pandas as pd
+
+    from jitprop import io, sweep
+
+    def read(name, **kwargs):
+        return sweep.concat_sorted([pd.read_csv(f"{d}/{name}.csv", **kwargs) for d in args.runs],
+                                   ["lr", "seed"])
+
+    summary = read("summary", dtype={"diverged_step": "Int64"})
+    io.write_csv(read("history"), f"{args.out}/history.csv")
+    io.write_csv(read("steps"), f"{args.out}/steps.csv")
+    io.write_csv(summary, f"{args.out}/summary.csv")
+    io.write_csv(sweep.summary_by_lr(summary), f"{args.out}/summary_by_lr.csv")
+    io.write_csv(read("timing"), f"{args.out}/timing.csv")
+
+
+def cmd_mlp_plot(args):
+    import pandas as pd
+
+    from jitprop import plots
+
+    history = pd.read_csv(f"{args.results}/history.csv")
+    summary = pd.read_csv(f"{args.results}/summary.csv")
+    by_lr = pd.read_csv(f"{args.results}/summary_by_lr.csv")
+    plots.mlp_loss_curves(history, summary, f"{args.figures}/mlp_loss_curves.png")
+    plots.mlp_accuracy_curves(history, summary, f"{args.figures}/mlp_accuracy_curves.png")
+    plots.mlp_accuracy_vs_lr(by_lr, f"{args.figures}/mlp_accuracy_vs_lr.png")
+
+
+def cmd_download_mnist(args):
+    from jitprop import data
+
+    data.download_mnist(args.dest, args.mirrors)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="jitprop",
@@ -81,6 +148,43 @@ def build_parser():
     plot.add_argument("--grid", required=True, help="PNG: one panel per learning rate")
     plot.add_argument("--overlay", required=True, help="PNG: all sheet runs, log scale")
     plot.set_defaults(func=cmd_plot_toy)
+
+    mlp = sub.add_parser("mlp", help="train one MLP on MNIST; write its tables into --out",
+                         description="One training run of the MLP: history.csv (per epoch), "
+                         "steps.csv (logged batch losses), summary.csv and timing.csv in --out.")
+    mlp.add_argument("--lr", type=float, required=True, help="learning rate η")
+    mlp.add_argument("--seed", type=int, required=True, help="seed of init and shuffling")
+    mlp.add_argument("--data-dir", default="resources/mnist", help="directory of the IDX files")
+    mlp.add_argument("--layers", type=int, nargs="+", default=[784, 128, 10])
+    mlp.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default="relu")
+    mlp.add_argument("--loss", choices=["cross_entropy", "squared_error"],
+                     default="cross_entropy")
+    mlp.add_argument("--epochs", type=int, default=10)
+    mlp.add_argument("--batch-size", type=int, default=64)
+    mlp.add_argument("--momentum", type=float, default=0.9)
+    mlp.add_argument("--weight-decay", type=float, default=0.0)
+    mlp.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    mlp.add_argument("--log-every", type=int, default=50, help="log the batch loss every N steps")
+    mlp.add_argument("--train-size", type=int, default=None, help="use the first N train images")
+    mlp.add_argument("--test-size", type=int, default=None, help="use the first N test images")
+    mlp.add_argument("--out", required=True, help="directory for the run's CSVs")
+    mlp.set_defaults(func=cmd_mlp)
+
+    agg = sub.add_parser("mlp-aggregate", help="merge MLP runs into the sweep's CSVs")
+    agg.add_argument("runs", nargs="+", help="run directories written by `jitprop mlp`")
+    agg.add_argument("--out", required=True, help="directory for history, steps, summary, "
+                     "summary_by_lr and timing CSVs")
+    agg.set_defaults(func=cmd_mlp_aggregate)
+
+    plot = sub.add_parser("mlp-plot", help="draw the MLP figures from the aggregated CSVs")
+    plot.add_argument("results", help="directory written by mlp-aggregate")
+    plot.add_argument("--figures", required=True, help="directory for the PNGs")
+    plot.set_defaults(func=cmd_mlp_plot)
+
+    down = sub.add_parser("download-mnist", help="fetch MNIST with MD5 verification")
+    down.add_argument("--dest", required=True, help="directory to fill")
+    down.add_argument("--mirrors", nargs="+", required=True, help="https base URLs, in order")
+    down.set_defaults(func=cmd_download_mnist)
     return parser
 
 

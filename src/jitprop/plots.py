@@ -62,3 +62,84 @@ def toy_loss_overlay(history, path):
     ax.legend(title="learning rate")
     save_figure(figure, path)
     plt.close(figure)
+
+
+def _lr_colors(rates):
+    return dict(zip(rates, plt.cm.plasma(np.linspace(0, 0.85, len(rates))), strict=True))
+
+
+def _diverged_note(summary, lr):
+    n = int(summary.loc[summary["lr"] == lr, "diverged"].sum())
+    return f" ({n} diverged)" if n else ""
+
+
+def _curves(history, summary, path, metrics, ylabel, title, log_y):
+    """Mean over seeds per epoch with a min-max band, one colour per learning rate, one panel
+    per metric.  Diverged runs contribute the epochs they completed."""
+    rates = sorted(summary["lr"].unique())
+    colors = _lr_colors(rates)
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4),
+                                layout="constrained", squeeze=False)
+    for ax, (column, label) in zip(axes.flat, metrics, strict=True):
+        for lr in rates:
+            stats = (history[history["lr"] == lr].groupby("epoch")[column]
+                     .agg(["mean", "min", "max"]))
+            name = f"η = {lr:g}{_diverged_note(summary, lr)}"
+            if stats.empty:
+                ax.plot([], [], color=colors[lr], ls=":", label=name + ": no epoch completed")
+                continue
+            ax.plot(stats.index, stats["mean"], color=colors[lr], marker="o", ms=3, label=name)
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=colors[lr], alpha=0.2)
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_title(label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes.flat[-1].legend(title="learning rate (mean, min-max band over seeds)", fontsize=7,
+                         title_fontsize=7, loc="best")
+    figure.suptitle(title)
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+def mlp_loss_curves(history, summary, path):
+    _curves(history, summary, path, [("train_loss", "train loss (mean over the epoch)"),
+                                     ("test_loss", "test loss (10k test set, end of epoch)")],
+            "loss", "MLP on MNIST: loss per epoch", log_y=True)
+
+
+def mlp_accuracy_curves(history, summary, path):
+    _curves(history, summary, path,
+            [("train_accuracy", "train accuracy (over the epoch)"),
+             ("test_accuracy", "test accuracy (10k test set, end of epoch)")],
+            "accuracy", "MLP on MNIST: accuracy per epoch", log_y=False)
+
+
+def mlp_accuracy_vs_lr(by_lr, path):
+    """Final test accuracy vs learning rate: mean over seeds, error bars min to max; learning
+    rates whose every run diverged are marked on the x axis."""
+    figure, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    ok = by_lr[by_lr["mean_final_test_accuracy"].notna()]
+    mean = ok["mean_final_test_accuracy"] * 100
+    errors = [mean - ok["min_final_test_accuracy"] * 100,
+              ok["max_final_test_accuracy"] * 100 - mean]
+    ax.errorbar(ok["lr"], mean, yerr=errors, marker="o", capsize=4,
+                label="final test accuracy: mean, min-max over seeds")
+    for lr, acc, n_div in zip(ok["lr"], mean, ok["n_diverged"], strict=True):
+        ax.annotate(f"{acc:.2f}%" + (f"\n{n_div} diverged" if n_div else ""), (lr, acc),
+                    textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
+    lost = by_lr[by_lr["mean_final_test_accuracy"].isna()]
+    if len(lost):
+        bottom = ax.get_ylim()[0] if len(ok) else 0
+        ax.scatter(lost["lr"], [bottom] * len(lost), marker="x", color="tab:red", zorder=3,
+                   clip_on=False, label="all runs diverged")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate η (log scale)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title("MLP on MNIST: final test accuracy vs learning rate")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower left")
+    save_figure(figure, path)
+    plt.close(figure)

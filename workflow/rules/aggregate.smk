@@ -32,3 +32,37 @@ rule toy:
     input:
         rules.toy_aggregate.output,
         rules.toy_figures.output,
+
+
+rule mlp_aggregate:
+    input:
+        expand("{run}/{table}.csv", run=mlp_run_dirs(), table=MLP_TABLES),
+    output:
+        expand("results/mlp/{table}.csv", table=MLP_TABLES + ["summary_by_lr"]),
+    log:
+        "results/logs/mlp/aggregate.log",
+    params:
+        runs=mlp_run_dirs(),
+    threads: 1
+    shell:
+        "{JITPROP} mlp-aggregate {params.runs:q} --out results/mlp 2> {log:q}"
+
+
+rule mlp_figures:
+    input:
+        rules.mlp_aggregate.output,
+    output:
+        "results/figures/mlp_loss_curves.png",
+        "results/figures/mlp_accuracy_curves.png",
+        "results/figures/mlp_accuracy_vs_lr.png",
+    log:
+        "results/logs/mlp/figures.log",
+    threads: 1
+    shell:
+        "{JITPROP} mlp-plot results/mlp --figures results/figures 2> {log:q}"
+
+
+rule mlp:
+    input:
+        rules.mlp_aggregate.output,
+        rules.mlp_figures.output,

@@ -1,6 +1,7 @@
 # Helpers shared by the rule files: the one place that turns config lists into run paths, so
 # the fan-out and the aggregation can never disagree. No rules here.
 import shlex
+from pathlib import Path
 import sys
 
 # Jobs run the package with the interpreter that runs Snakemake, so no activated venv or PATH
@@ -11,6 +12,16 @@ JITPROP = f"{shlex.quote(sys.executable)} -m jitprop"
 wildcard_constraints:
     lr=r"[0-9][0-9.e+-]*",
     start=r"sheet|seed[0-9]+",
+    seed=r"[0-9]+",
+
+
+MNIST_GZ = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+]
+MLP_TABLES = ["history", "steps", "summary", "timing"]
 
 
 def lr_label(lr):
@@ -37,4 +48,37 @@ def toy_run_args(wildcards):
     args += ["--targets", *toy["targets"], "--init-range", *toy["init_range"]]
     if wildcards.start != "sheet":
         args += ["--seed", wildcards.start.removeprefix("seed")]
+    return [repr(a) if isinstance(a, float) else str(a) for a in args]
+
+
+def mlp_run_dirs():
+    return [
+        f"results/mlp/runs/lr~{lr_label(lr)}/seed~{seed}"
+        for lr in config["mlp"]["learning_rates"]
+        for seed in config["mlp"]["seeds"]
+    ]
+
+
+def mnist_files():
+    """The four IDX files the MLP reads: in data_dir, gzipped (as downloaded) unless the user's
+    directory holds them decompressed."""
+    data_dir = Path(config["mlp"]["data_dir"])
+    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    stems += ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    return [
+        str(data_dir / stem) if (data_dir / stem).is_file() else str(data_dir / f"{stem}.gz")
+        for stem in stems
+    ]
+
+
+def mlp_run_args(wildcards):
+    """Arguments of `jitprop mlp` for one run, every value from the config (or the path)."""
+    mlp = config["mlp"]
+    args = ["--seed", wildcards.seed, "--data-dir", mlp["data_dir"], "--layers", *mlp["layers"]]
+    for key in ["activation", "loss", "epochs", "batch_size", "momentum", "weight_decay"]:
+        args += [f"--{key.replace('_', '-')}", mlp[key]]
+    args += ["--dtype", mlp["dtype"], "--log-every", mlp["log_every"]]
+    for key in ["train_size", "test_size"]:
+        if mlp[key] is not None:
+            args += [f"--{key.replace('_', '-')}", mlp[key]]
     return [repr(a) if isinstance(a, float) else str(a) for a in args]

@@ -1,0 +1,149 @@
+"""MNIST: read the four IDX files (gzipped or not) with every header checked, and download them
+from configured https mirrors with MD5 verification, never leaving a partial file."""
+
+import gzip
+import hashlib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from jitprop.io import atomic_path
+
+# Canonical release: decompressed MD5s identify the data whatever the compression.
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+GZ_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+DECOMPRESSED_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
+ROWS = COLS = 28
+
+
+class DataError(ValueError):
+    """A data file is missing, corrupt or not what was expected; the message names the file."""
+
+
+def find_file(data_dir, stem):
+    """The path of `stem` or `stem.gz` in data_dir."""
+    for name in (f"{stem}.gz", stem):
+        path = Path(data_dir) / name
+        if path.is_file():
+            return path
+    raise DataError(f"{Path(data_dir) / stem}[.gz]: file not found; expected the MNIST file "
+                    f"{stem} (gzipped or not) in data_dir {str(data_dir)!r}")
+
+
+def _read_bytes(path):
+    raw = Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError) as error:
+            raise DataError(f"{path}: corrupt or truncated gzip data ({error})") from None
+    return raw
+
+
+def read_idx(path, magic, expected_md5=None):
+    """Read one IDX file into a uint8 array, checking magic, dimensions and size, and the MD5 of
+    its decompressed bytes when `expected_md5` is given."""
+    data = _read_bytes(path)
+    ndim = {IMAGE_MAGIC: 3, LABEL_MAGIC: 1}[magic]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: truncated: {len(data)} bytes, expected a {header}-byte header")
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        raise DataError(f"{path}: wrong magic number 0x{found:08x}, expected 0x{magic:08x} "
+                        f"({'images' if magic == IMAGE_MAGIC else 'labels'})")
+    shape = tuple(int.from_bytes(data[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim))
+    if ndim == 3 and shape[1:] != (ROWS, COLS):
+        raise DataError(f"{path}: images of {shape[1]}x{shape[2]} pixels, expected {ROWS}x{COLS}")
+    expected = header + int(np.prod(shape))
+    if len(data) != expected:
+        raise DataError(f"{path}: {len(data)} bytes, expected {expected} for shape {shape} "
+                        "(truncated or padded file)")
+    if expected_md5 is not None:
+        found_md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if found_md5 != expected_md5:
+            raise DataError(f"{path}: decompressed MD5 {found_md5}, expected {expected_md5} "
+                            "(the canonical MNIST file)")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_split(data_dir, split, limit=None, verify=True):
+    """Images (N, 784) uint8 and labels (N,) uint8 of the 'train' or 'test' split; only the
+    first `limit` samples when given.  Pixels stay uint8 to keep memory low: scale per batch.
+    With `verify`, each file must match the canonical MNIST MD5."""
+    stems = FILES[f"{split}_images"], FILES[f"{split}_labels"]
+    images_path, labels_path = (find_file(data_dir, stem) for stem in stems)
+    images = read_idx(images_path, IMAGE_MAGIC, DECOMPRESSED_MD5[stems[0]] if verify else None)
+    labels = read_idx(labels_path, LABEL_MAGIC, DECOMPRESSED_MD5[stems[1]] if verify else None)
+    if len(images) != len(labels):
+        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds "
+                        f"{len(labels)} labels; expected equal counts")
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{labels_path}: label {labels.max()} found, expected 0..9")
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return images.reshape(len(images), ROWS * COLS), labels
+
+
+def load_mnist(data_dir, train_size=None, test_size=None):
+    """(train_images, train_labels, test_images, test_labels) from data_dir."""
+    return (*load_split(data_dir, "train", train_size), *load_split(data_dir, "test", test_size))
+
+
+def md5(path):
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_mnist(dest_dir, mirrors, opener=urllib.request.urlopen, timeout=60):
+    """Fetch the four gzipped MNIST files into dest_dir, trying each https mirror in order.
+
+    A file already present with the right MD5 is kept; every download is verified before it is
+    renamed into place, so a failure leaves no partial or unverified file behind."""
+    dest_dir = Path(dest_dir)
+    for name, expected in GZ_MD5.items():
+        target = dest_dir / name
+        if target.is_file() and md5(target) == expected:
+            continue
+        failures = []
+        for mirror in mirrors:
+            if not mirror.startswith("https://"):
+                failures.append(f"{mirror}: not an https URL")
+                continue
+            url = mirror + name
+            try:
+                with atomic_path(target) as tmp:
+                    with opener(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                        for block in iter(lambda r=response: r.read(1 << 20), b""):
+                            out.write(block)
+                    found = md5(tmp)
+                    if found != expected:
+                        raise DataError(f"{url}: MD5 {found}, expected {expected}")
+                break
+            except (OSError, urllib.error.URLError, DataError) as error:
+                failures.append(f"{url}: {error}")
+        else:
+            raise DataError(f"could not download {name} into {dest_dir}; tried:\n  "
+                            + "\n  ".join(failures)
+                            + "\n(offline? set mlp.data_dir to a directory holding the files)")

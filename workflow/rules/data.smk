@@ -1,0 +1,16 @@
+# Inputs: MNIST is downloaded into resources/mnist/ only when mlp.data_dir is left at that
+# default; a directory the user names must already hold the files.
+
+
+rule download_mnist:
+    output:
+        expand("resources/mnist/{name}", name=MNIST_GZ),
+    log:
+        "results/logs/download_mnist.log",
+    params:
+        mirrors=config["mlp"]["mirrors"],
+    threads: 1
+    # Retried downloads are cheap; a half-downloaded file is never renamed into place.
+    retries: 1
+    shell:
+        "{JITPROP} download-mnist --dest resources/mnist --mirrors {params.mirrors:q} 2> {log:q}"
