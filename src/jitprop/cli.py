@@ -63,7 +63,9 @@ def cmd_mlp(args):
                        loss=args.loss, lr=args.lr, seed=args.seed, epochs=args.epochs,
                        batch_size=args.batch_size, momentum=args.momentum,
                        weight_decay=args.weight_decay, dtype=args.dtype,
-                       log_every=args.log_every, progress=_progress_bar(args.epochs))
+                       log_every=args.log_every, progress=_progress_bar(args.epochs),
+                       schedule=args.lr_schedule,
+                       divergence_threshold=args.divergence_threshold)
     for name, frame in sweep.run_frames(result, args.lr, args.seed).items():
         io.write_csv(frame, f"{args.out}/{name}.csv")
     if result["diverged"]:
@@ -163,6 +165,11 @@ def build_parser():
     mlp.add_argument("--batch-size", type=int, default=64)
     mlp.add_argument("--momentum", type=float, default=0.9)
     mlp.add_argument("--weight-decay", type=float, default=0.0)
+    mlp.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
+                     help="cosine: anneal from --lr to 0 over the run (default); constant")
+    mlp.add_argument("--divergence-threshold", type=float, default=10.0,
+                     help="stop as diverged when a batch loss exceeds this multiple of the "
+                     "first (default 10); NaN/inf always stops")
     mlp.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     mlp.add_argument("--log-every", type=int, default=50, help="log the batch loss every N steps")
     mlp.add_argument("--train-size", type=int, default=None, help="use the first N train images")

@@ -92,7 +92,8 @@ def _semantic_problems(config):
     toy, mlp = config["toy"], config["mlp"]
     low, high = toy["init_range"]
     if not low < high:
-        problems.append(f"config key toy.init_range: found {toy['init_range']}, expected low < high")
+        problems.append(f"config key toy.init_range: found {toy['init_range']}, "
+                        "expected low < high")
     layers = mlp["layers"]
     if layers[0] != MNIST_PIXELS:
         problems.append(f"config key mlp.layers[0]: found {layers[0]}, expected {MNIST_PIXELS} "
@@ -108,7 +109,8 @@ def _semantic_problems(config):
         problems.append(f"config key mlp.batch_size: found {mlp['batch_size']}, expected at most "
                         f"the training set size {train_size}")
     if mlp["test_size"] is not None and mlp["test_size"] > 10_000:
-        problems.append(f"config key mlp.test_size: found {mlp['test_size']}, expected at most 10000")
+        problems.append(f"config key mlp.test_size: found {mlp['test_size']}, "
+                        "expected at most 10000")
     data_dir = Path(mlp["data_dir"])
     if Path(mlp["data_dir"]).as_posix() != DOWNLOAD_DIR and not data_dir.is_dir():
         problems.append(f"config key mlp.data_dir: directory {str(data_dir)!r} does not exist; "

@@ -320,13 +320,28 @@ def evaluate(params, images, labels, activation, loss, batch=1000):
     return total / len(images), correct / len(images)
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rates(lr, schedule, total_steps, dtype):
+    """The learning rate of every step: constant, or cosine-annealed from lr towards 0 over the
+    whole run (lr * (1 + cos(pi * step / total_steps)) / 2)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule: expected one of {SCHEDULES}, found {schedule!r}")
+    if schedule == "constant":
+        return np.full(total_steps, lr, dtype=dtype)
+    step = np.arange(total_steps, dtype=np.float64)
+    return (lr * 0.5 * (1.0 + np.cos(np.pi * step / total_steps))).astype(dtype)
+
+
 def train(train_set, test_set, *, layers, activation, loss, lr, seed, epochs, batch_size,
           momentum=0.9, weight_decay=0.0, dtype="float32", log_every=50, on_epoch=None,
-          progress=None):
+          progress=None, schedule="constant", divergence_threshold=10.0):
     """Mini-batch SGD with momentum on (images uint8 (N, 784), labels (N,)) pairs.
 
     One Generator, default_rng(seed), draws the initial weights and then each epoch's
-    shuffle.  Stops early, marked diverged, when a batch loss is not finite.
+    shuffle.  Stops early, marked diverged, when a batch loss is not finite or exceeds
+    `divergence_threshold` times the first batch loss (the untrained net's).
     Returns dict(params, history (per-epoch rows), steps (logged batch losses), timing,
     diverged, diverged_step).  `on_epoch(epoch, row)` is called after each epoch;
     `progress(epoch, batches_done, batches)` now and then within one."""
@@ -342,12 +357,13 @@ def train(train_set, test_set, *, layers, activation, loss, lr, seed, epochs, ba
     x = np.empty((batch_size, images.shape[1]), dtype)
     y = np.empty(batch_size, np.int64)
     cast = np.dtype(dtype).type
-    lr, momentum, weight_decay = cast(lr), cast(momentum), cast(weight_decay)
+    momentum, weight_decay = cast(momentum), cast(weight_decay)
     loss_kernel = LOSS_KERNELS[loss]
     history, steps, timing = [], [], []
-    step, diverged_step = 0, None
+    step, diverged_step, limit = 0, None, math.inf
     n_batches = -(-len(images) // batch_size)
     report_every = max(1, n_batches // 50)
+    rates = learning_rates(lr, schedule, epochs * n_batches, dtype)
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         order = rng.permutation(len(images))
@@ -360,15 +376,19 @@ def train(train_set, test_set, *, layers, activation, loss, lr, seed, epochs, ba
             forward(params, xb, activation, h)
             batch_total, batch_correct = loss_kernel(dh[-1], h[-1], yb)
             batch_loss = batch_total / index.size
-            if step % log_every == 0 or not math.isfinite(batch_loss):
+            if step == 0:
+                limit = divergence_threshold * batch_loss
+            # `not <=` also catches NaN.
+            blown_up = not batch_loss <= limit
+            if step % log_every == 0 or blown_up:
                 steps.append({"step": step, "epoch": epoch, "batch_loss": batch_loss})
-            if not math.isfinite(batch_loss):
+            if blown_up:
                 diverged_step = step
                 break
             backward(grads, params, xb, activation, h, dh)
             for (W, b), (vW, vb), (dW, db) in zip(params, velocity, grads, strict=True):
-                sgd_momentum_update(W, vW, dW, lr, momentum, weight_decay)
-                sgd_momentum_update(b, vb, db, lr, momentum, cast(0))
+                sgd_momentum_update(W, vW, dW, rates[step], momentum, weight_decay)
+                sgd_momentum_update(b, vb, db, rates[step], momentum, cast(0))
             total += batch_total
             correct += batch_correct
             step += 1

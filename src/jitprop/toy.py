@@ -67,14 +67,14 @@ def toy_backward(dw, w, i, t, hidden, output):
 
 
 @njit(cache=True)
-def toy_train_kernel(W, H, O, E, dW, w0, i, t, lr):
+def toy_train_kernel(W, hidden, output, errors, dW, w0, i, t, lr):
     """S steps of gradient descent from w0.  Row s of W (S, 8) holds the weights before step
-    s's update; H (S, 4), O (S, 4), E (S, 3) and dW (S, 8) hold that step's cells."""
+    s's update; hidden (S, 4), output (S, 4), errors (S, 3) and dW (S, 8) that step's cells."""
     w = w0.copy()
     for s in range(W.shape[0]):
         W[s] = w
-        toy_forward(H[s], O[s], E[s], w, i, t)
-        toy_backward(dW[s], w, i, t, H[s], O[s])
+        toy_forward(hidden[s], output[s], errors[s], w, i, t)
+        toy_backward(dW[s], w, i, t, hidden[s], output[s])
         # All eight weights move together, from the same forward pass.
         for k in range(8):
             w[k] -= lr * dW[s, k]
@@ -131,10 +131,10 @@ def train(weights, inputs, targets, lr, steps):
         raise ValueError(f"steps: expected an integer >= 1, found {steps}")
     steps = int(steps)
     W, dW = np.empty((steps, 8)), np.empty((steps, 8))
-    H, O = np.empty((steps, 4)), np.empty((steps, 4))
-    E = np.empty((steps, 3))
-    toy_train_kernel(W, H, O, E, dW, w0, i, t, lr)
-    frame = pd.DataFrame(np.hstack([W, H, O, E, dW]), columns=COLUMNS[5:])
+    hidden, output = np.empty((steps, 4)), np.empty((steps, 4))
+    errors = np.empty((steps, 3))
+    toy_train_kernel(W, hidden, output, errors, dW, w0, i, t, lr)
+    frame = pd.DataFrame(np.hstack([W, hidden, output, errors, dW]), columns=COLUMNS[5:])
     frame.insert(0, "step", np.arange(steps))
     for k, name in enumerate(["i1", "i2"]):
         frame.insert(1 + k, name, i[k])

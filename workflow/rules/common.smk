@@ -75,7 +75,8 @@ def mlp_run_args(wildcards):
     """Arguments of `jitprop mlp` for one run, every value from the config (or the path)."""
     mlp = config["mlp"]
     args = ["--seed", wildcards.seed, "--data-dir", mlp["data_dir"], "--layers", *mlp["layers"]]
-    for key in ["activation", "loss", "epochs", "batch_size", "momentum", "weight_decay"]:
+    keys = ["activation", "loss", "epochs", "batch_size", "momentum", "weight_decay"]
+    for key in keys + ["lr_schedule", "divergence_threshold"]:
         args += [f"--{key.replace('_', '-')}", mlp[key]]
     args += ["--dtype", mlp["dtype"], "--log-every", mlp["log_every"]]
     for key in ["train_size", "test_size"]:

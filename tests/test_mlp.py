@@ -1,0 +1,172 @@
+"""MLP kernels: central finite differences, a NumPy reference, training and divergence."""
+
+import numpy as np
+import pytest
+import reference
+
+from jitprop import mlp
+
+CASES = [(a, l) for a in mlp.ACTIVATIONS for l in mlp.LOSSES]
+
+
+def problem(activation, layers=(12, 7, 5, 4), batch=6, seed=0, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    params = mlp.init_params(list(layers), seed, dtype, activation)
+    params = [(W, rng.normal(0, 0.1, b.shape).astype(dtype)) for W, b in params]
+    X = rng.random((batch, layers[0])).astype(dtype)
+    X[X < 0.3] = 0  # zeros, as in MNIST images, exercise the kernels' zero skipping
+    y = rng.integers(0, layers[-1], batch)
+    return params, X, y
+
+
+@pytest.mark.parametrize(("activation", "loss"), CASES)
+def test_gradients_match_central_differences(activation, loss):
+    params, X, y = problem(activation)
+    _, grads = mlp.loss_and_grads(params, X, y, activation, loss)
+    eps = 1e-6
+    for layer, ((W, b), (dW, db)) in enumerate(zip(params, grads, strict=True)):
+        for name, array, grad in ((f"dW{layer + 1}", W, dW), (f"db{layer + 1}", b, db)):
+            numeric = np.empty_like(array)
+            for index in np.ndindex(array.shape):
+                saved = array[index]
+                array[index] = saved + eps
+                plus, _ = mlp.loss_and_grads(params, X, y, activation, loss)
+                array[index] = saved - eps
+                minus, _ = mlp.loss_and_grads(params, X, y, activation, loss)
+                array[index] = saved
+                numeric[index] = (plus - minus) / (2 * eps)
+            np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-9,
+                                       err_msg=f"{name} differs from finite differences")
+
+
+@pytest.mark.parametrize(("activation", "loss"), CASES)
+def test_matches_numpy_reference(activation, loss):
+    params, X, y = problem(activation, layers=(30, 16, 8, 10), batch=9, seed=3)
+    value, grads = mlp.loss_and_grads(params, X, y, activation, loss)
+    ref_value, ref_grads = reference.mlp_loss_and_grads(params, X, y, activation, loss)
+    assert value == pytest.approx(ref_value, rel=1e-12), "loss differs"
+    for layer, ((dW, db), (rW, rb)) in enumerate(zip(grads, ref_grads, strict=True)):
+        np.testing.assert_allclose(dW, rW, rtol=1e-10, atol=1e-14, err_msg=f"dW{layer + 1} differs")
+        np.testing.assert_allclose(db, rb, rtol=1e-10, atol=1e-14, err_msg=f"db{layer + 1} differs")
+    np.testing.assert_array_equal(mlp.predict(params, X, activation),
+                                  reference.mlp_predict(params, X, activation))
+
+
+def test_float32_close_to_float64_reference():
+    params, X, y = problem("relu", layers=(784, 32, 10), batch=16, seed=5, dtype="float32")
+    value, grads = mlp.loss_and_grads(params, X, y)
+    as64 = [(W.astype(np.float64), b.astype(np.float64)) for W, b in params]
+    ref_value, ref_grads = reference.mlp_loss_and_grads(as64, X.astype(np.float64), y, "relu",
+                                                        "cross_entropy")
+    assert grads[0][0].dtype == np.float32
+    assert value == pytest.approx(ref_value, rel=1e-5)
+    np.testing.assert_allclose(grads[0][0], ref_grads[0][0], rtol=1e-3, atol=1e-6,
+                               err_msg="dW1 (float32) differs")
+
+
+def test_init_is_he_or_glorot_and_seeded():
+    relu = mlp.init_params([784, 256, 10], 7, "float32", "relu")
+    assert relu[0][0].shape == (784, 256) and relu[0][0].dtype == np.float32
+    assert relu[0][0].std() == pytest.approx(np.sqrt(2 / 784), rel=0.02)
+    assert not relu[0][1].any()
+    tanh = mlp.init_params([784, 256, 10], 7, "float64", "tanh")
+    limit = np.sqrt(6 / (784 + 256))
+    assert np.abs(tanh[0][0]).max() <= limit and tanh[0][0].std() == pytest.approx(
+        limit / np.sqrt(3), rel=0.02)
+    again = mlp.init_params([784, 256, 10], 7, "float32", "relu")
+    np.testing.assert_array_equal(relu[1][0], again[1][0])
+
+
+def images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, 784)).astype(np.uint8)
+    x[rng.random((n, 784)) < 0.7] = 0
+    # Learnable labels: class c lights up the c-th of ten bands of 78 pixels.
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    for row, label in enumerate(labels.tolist()):
+        x[row, 78 * label: 78 * label + 78] |= 0xC0
+    return x, labels
+
+
+def test_training_step_matches_reference_sgd_momentum():
+    train_set = images(8)
+    kwargs = dict(layers=[784, 5, 10], activation="tanh", loss="cross_entropy", lr=0.3, seed=4,
+                  epochs=1, batch_size=8, momentum=0.9, weight_decay=0.01, dtype="float64")
+    after = mlp.train(train_set, train_set, **kwargs)["params"]
+    rng = np.random.default_rng(4)
+    params = mlp.init_params([784, 5, 10], rng, "float64", "tanh")
+    order = rng.permutation(8)
+    X = train_set[0][order] / 255.0
+    _, grads = reference.mlp_loss_and_grads(params, X, train_set[1][order].astype(int), "tanh",
+                                            "cross_entropy")
+    zeros = [(np.zeros_like(W), np.zeros_like(b)) for W, b in params]
+    expected, _ = reference.sgd_momentum(params, zeros, grads, 0.3, 0.9, 0.01)
+    for layer, ((W, b), (rW, rb)) in enumerate(zip(after, expected, strict=True)):
+        np.testing.assert_allclose(W, rW, rtol=1e-12, atol=1e-15, err_msg=f"W{layer + 1} differs")
+        np.testing.assert_allclose(b, rb, rtol=1e-12, atol=1e-15, err_msg=f"b{layer + 1} differs")
+
+
+def test_training_learns_and_is_deterministic():
+    train_set, test_set = images(512, 1), images(128, 2)
+    kwargs = dict(layers=[784, 32, 10], activation="relu", loss="cross_entropy", lr=0.03,
+                  seed=0, epochs=4, batch_size=50, log_every=11)
+    first = mlp.train(train_set, test_set, **kwargs)
+    second = mlp.train(train_set, test_set, **kwargs)
+    assert first["history"] == second["history"] and first["steps"] == second["steps"]
+    losses = [row["train_loss"] for row in first["history"]]
+    assert losses[-1] < losses[0] / 4, f"train loss did not fall: {losses}"
+    assert first["history"][-1]["test_accuracy"] > 0.6
+    assert not first["diverged"]
+    # 512 samples in batches of 50: 11 steps an epoch, the last one short.
+    assert [s["step"] for s in first["steps"]][:3] == [0, 11, 22]
+    third = mlp.train(train_set, test_set, **{**kwargs, "seed": 1})
+    assert third["history"] != first["history"]
+
+
+def test_cosine_schedule():
+    rates = mlp.learning_rates(0.1, "cosine", 4, "float64")
+    np.testing.assert_allclose(rates, [0.1, 0.1 * (1 + np.cos(np.pi / 4)) / 2, 0.05,
+                                       0.1 * (1 + np.cos(3 * np.pi / 4)) / 2])
+    assert (mlp.learning_rates(0.1, "constant", 3, "float32") == np.float32(0.1)).all()
+    with pytest.raises(ValueError, match="schedule: expected one of"):
+        mlp.learning_rates(0.1, "linear", 3, "float32")
+
+
+def test_divergence_stops_and_is_marked():
+    train_set = images(256, 3)
+    result = mlp.train(train_set, train_set, layers=[784, 32, 10], activation="relu",
+                       loss="cross_entropy", lr=50.0, seed=0, epochs=5, batch_size=32)
+    assert result["diverged"]
+    assert result["steps"][-1]["step"] == result["diverged_step"]
+    assert result["steps"][-1]["batch_loss"] > 10 * result["steps"][0]["batch_loss"]
+    assert len(result["history"]) < 5
+
+
+def test_non_finite_loss_is_divergence():
+    train_set = images(64, 3)
+    result = mlp.train(train_set, train_set, layers=[784, 8, 10], activation="relu",
+                       loss="cross_entropy", lr=1e30, seed=0, epochs=3, batch_size=16,
+                       dtype="float32", divergence_threshold=np.inf)
+    assert result["diverged"]
+    assert not np.isfinite(result["steps"][-1]["batch_loss"])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda p, X, y: mlp.loss_and_grads(p, X[:, :5], y), r"X: expected shape \(B, 12\)"),
+        (lambda p, X, y: mlp.loss_and_grads(p, X, y + 10), "y: expected 6 labels in 0..3"),
+        (lambda p, X, y: mlp.loss_and_grads(p, X, y, "gelu"), "activation: expected one of"),
+        (lambda p, X, y: mlp.loss_and_grads(p, X, y, "relu", "hinge"), "loss: expected one of"),
+    ],
+)
+def test_bad_arguments_are_named(call, message):
+    params, X, y = problem("relu")
+    with pytest.raises(ValueError, match=message):
+        call(params, X, y)
+
+
+def test_batch_larger_than_training_set_is_rejected():
+    with pytest.raises(ValueError, match="batch_size: expected 1..10, found 64"):
+        mlp.train(images(10), images(10), layers=[784, 4, 10], activation="relu",
+                  loss="cross_entropy", lr=0.1, seed=0, epochs=1, batch_size=64)
