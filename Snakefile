@@ -7,9 +7,17 @@ configfile: "config.yaml"
 
 
 try:
-    config = validate_config(config, load_schema(workflow.source_path("workflow/schemas/config.schema.yaml")))
+    config = validate_config(
+        config, load_schema(workflow.source_path("workflow/schemas/config.schema.yaml"))
+    )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+
+
+wildcard_constraints:
+    lr=r"[0-9][0-9.e+-]*",
+    start=r"sheet|seed[0-9]+",
+    seed=r"[0-9]+",
 
 
 include: "workflow/rules/common.smk"

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-import reference
 
 from jitprop import mlp
 
-CASES = [(a, l) for a in mlp.ACTIVATIONS for l in mlp.LOSSES]
+import reference
+
+CASES = [(act, loss) for act in mlp.ACTIVATIONS for loss in mlp.LOSSES]
 
 
 def problem(activation, layers=(12, 7, 5, 4), batch=6, seed=0, dtype="float64"):

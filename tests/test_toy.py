@@ -3,9 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-import reference
 
 from jitprop import toy
+
+import reference
 
 SHEET_W = [0.15, 0.2, 0.25, 0.3, 0.4, 0.45, 0.5, 0.55]
 INPUTS, TARGETS = [0.05, 0.1], [0.5, 0.5]
@@ -33,7 +34,8 @@ def tolerance(printed):
 def test_published_E_total(lr, k, published):
     history = toy.train(SHEET_W, INPUTS, TARGETS, lr, 100)
     assert history["E_total"].iloc[0] == pytest.approx(E0, rel=1e-12)
-    assert history["E_total"].iloc[k] == pytest.approx(float(published), rel=tolerance(published)), (
+    expected = pytest.approx(float(published), rel=tolerance(published))
+    assert history["E_total"].iloc[k] == expected, (
         f"E_total after {k} updates at lr={lr} differs from the published value")
 
 

@@ -97,8 +97,9 @@ def _curves(history, summary, path, metrics, ylabel, title, log_y):
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes.flat[-1].legend(title="learning rate (mean, min-max band over seeds)", fontsize=7,
-                         title_fontsize=7, loc="best")
+    figure.legend(*axes.flat[-1].get_legend_handles_labels(), loc="outside right center",
+                  title="learning rate\n(mean over seeds,\nmin-max band)", fontsize=8,
+                  title_fontsize=8)
     figure.suptitle(title)
     save_figure(figure, path)
     plt.close(figure)
@@ -136,6 +137,8 @@ def mlp_accuracy_vs_lr(by_lr, path):
         ax.scatter(lost["lr"], [bottom] * len(lost), marker="x", color="tab:red", zorder=3,
                    clip_on=False, label="all runs diverged")
     ax.set_xscale("log")
+    ax.set_xticks(by_lr["lr"], [f"{lr:g}" for lr in by_lr["lr"]])
+    ax.minorticks_off()
     ax.set_xlabel("learning rate η (log scale)")
     ax.set_ylabel("final test accuracy (%)")
     ax.set_title("MLP on MNIST: final test accuracy vs learning rate")

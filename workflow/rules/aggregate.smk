@@ -10,8 +10,10 @@ rule toy_aggregate:
     log:
         "results/logs/toy/aggregate.log",
     threads: 1
+    params:
+        jitprop=JITPROP,
     shell:
-        "{JITPROP} toy-aggregate {input:q} --history {output.history:q}"
+        "{params.jitprop} toy-aggregate {input:q} --history {output.history:q}"
         " --summary {output.summary:q} 2> {log:q}"
 
 
@@ -24,8 +26,10 @@ rule toy_figures:
     log:
         "results/logs/toy/figures.log",
     threads: 1
+    params:
+        jitprop=JITPROP,
     shell:
-        "{JITPROP} toy-plot {input:q} --grid {output.grid:q} --overlay {output.overlay:q} 2> {log:q}"
+        "{params.jitprop} toy-plot {input:q} --grid {output.grid:q} --overlay {output.overlay:q} 2> {log:q}"
 
 
 rule toy:
@@ -41,11 +45,12 @@ rule mlp_aggregate:
         expand("results/mlp/{table}.csv", table=MLP_TABLES + ["summary_by_lr"]),
     log:
         "results/logs/mlp/aggregate.log",
-    params:
-        runs=mlp_run_dirs(),
     threads: 1
+    params:
+        jitprop=JITPROP,
+        runs=mlp_run_dirs(),
     shell:
-        "{JITPROP} mlp-aggregate {params.runs:q} --out results/mlp 2> {log:q}"
+        "{params.jitprop} mlp-aggregate {params.runs:q} --out results/mlp 2> {log:q}"
 
 
 rule mlp_figures:
@@ -58,8 +63,10 @@ rule mlp_figures:
     log:
         "results/logs/mlp/figures.log",
     threads: 1
+    params:
+        jitprop=JITPROP,
     shell:
-        "{JITPROP} mlp-plot results/mlp --figures results/figures 2> {log:q}"
+        "{params.jitprop} mlp-plot results/mlp --figures results/figures 2> {log:q}"
 
 
 rule mlp:

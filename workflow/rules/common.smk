@@ -1,5 +1,5 @@
-# Helpers shared by the rule files: the one place that turns config lists into run paths, so
-# the fan-out and the aggregation can never disagree. No rules here.
+# Helpers for the workflow: the one place that turns config lists into run paths, so
+# the fan-out and the aggregation can never disagree. Functions only.
 import shlex
 from pathlib import Path
 import sys
@@ -7,12 +7,6 @@ import sys
 # Jobs run the package with the interpreter that runs Snakemake, so no activated venv or PATH
 # entry is needed, locally or on a cluster node.
 JITPROP = f"{shlex.quote(sys.executable)} -m jitprop"
-
-
-wildcard_constraints:
-    lr=r"[0-9][0-9.e+-]*",
-    start=r"sheet|seed[0-9]+",
-    seed=r"[0-9]+",
 
 
 MNIST_GZ = [

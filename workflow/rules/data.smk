@@ -7,10 +7,11 @@ rule download_mnist:
         expand("resources/mnist/{name}", name=MNIST_GZ),
     log:
         "results/logs/download_mnist.log",
-    params:
-        mirrors=config["mlp"]["mirrors"],
-    threads: 1
     # Retried downloads are cheap; a half-downloaded file is never renamed into place.
     retries: 1
+    threads: 1
+    params:
+        jitprop=JITPROP,
+        mirrors=config["mlp"]["mirrors"],
     shell:
-        "{JITPROP} download-mnist --dest resources/mnist --mirrors {params.mirrors:q} 2> {log:q}"
+        "{params.jitprop} download-mnist --dest resources/mnist --mirrors {params.mirrors:q} 2> {log:q}"

@@ -11,12 +11,13 @@ rule mlp_run:
         timing="results/mlp/runs/lr~{lr}/seed~{seed}/timing.csv",
     log:
         "results/logs/mlp/lr~{lr}/seed~{seed}.log",
-    params:
-        args=mlp_run_args,
-        out="results/mlp/runs/lr~{lr}/seed~{seed}",
     threads: 1
     resources:
         mem_mb=400,
+    params:
+        jitprop=JITPROP,
+        args=mlp_run_args,
+        out="results/mlp/runs/lr~{lr}/seed~{seed}",
     shell:
-        "{JITPROP} --threads {threads} mlp --lr {wildcards.lr:q} {params.args:q}"
+        "{params.jitprop} --threads {threads} mlp --lr {wildcards.lr:q} {params.args:q}"
         " --out {params.out:q} 2> {log:q}"

@@ -6,9 +6,10 @@ rule toy_run:
         "results/toy/runs/lr~{lr}/start~{start}.csv",
     log:
         "results/logs/toy/lr~{lr}/start~{start}.log",
-    params:
-        args=toy_run_args,
     threads: 1
+    params:
+        jitprop=JITPROP,
+        args=toy_run_args,
     shell:
-        "{JITPROP} --threads {threads} toy --lr {wildcards.lr:q} {params.args:q} --out {output:q}"
+        "{params.jitprop} --threads {threads} toy --lr {wildcards.lr:q} {params.args:q} --out {output:q}"
         " 2> {log:q}"

@@ -1,0 +1,102 @@
+"""Config validation: defaults filled from the schema, and every bad value stopped with a message
+that names the key, what was found and what was expected."""
+
+import copy
+
+import pytest
+import yaml
+
+from jitprop.config import ConfigError, load_schema, validate_config
+
+
+@pytest.fixture(scope="module")
+def schema(root):
+    return load_schema(root / "workflow/schemas/config.schema.yaml")
+
+
+@pytest.fixture(scope="module")
+def default_config(root):
+    return yaml.safe_load((root / "config.yaml").read_text())
+
+
+def test_defaults_fill_an_empty_config(schema, default_config):
+    filled = validate_config({}, schema)
+    assert filled["toy"]["learning_rates"] == [0.1, 0.2, 0.5, 0.8, 1.0, 2.0]
+    assert filled["toy"]["weights"] == [0.15, 0.2, 0.25, 0.3, 0.4, 0.45, 0.5, 0.55]
+    assert filled["mlp"]["layers"] == [784, 128, 10] and filled["mlp"]["log_every"] == 50
+    # config.yaml says nothing the schema's defaults do not.
+    assert validate_config(default_config, schema) == filled
+
+
+def test_every_key_has_a_description_and_a_default(schema):
+    for section in ("toy", "mlp"):
+        for key, sub in schema["properties"][section]["properties"].items():
+            assert sub.get("description"), f"{section}.{key} has no description"
+            assert "default" in sub, f"{section}.{key} has no default"
+
+
+def with_value(config, dotted, value):
+    config = copy.deepcopy(config)
+    section, key = dotted.split(".")
+    config.setdefault(section, {})[key] = value
+    return config
+
+
+BAD = [
+    ("toy.learning_rates", [-0.1], r"toy.learning_rates\[0\]: found -0.1"),
+    ("toy.learning_rates", [0], r"toy.learning_rates\[0\]: found 0"),
+    ("toy.learning_rates", ["fast"], r"toy.learning_rates\[0\]: found 'fast'.*not of type"),
+    ("toy.learning_rates", [float("nan")],
+     r"toy.learning_rates\[0\]: found nan, expected a finite number"),
+    ("toy.learning_rates", [], r"toy.learning_rates: found \[\]: .*should be non-empty"),
+    ("mlp.learning_rates", [0.1, -1], r"mlp.learning_rates\[1\]: found -1"),
+    ("mlp.seeds", [], r"mlp.seeds: found \[\]"),
+    ("mlp.seeds", [1.5], r"mlp.seeds\[0\]: found 1.5.*not of type 'integer'"),
+    ("toy.seeds", [1, 1], r"toy.seeds: found \[1, 1\]: .*non-unique"),
+    ("toy.steps", 0, r"toy.steps: found 0: 0 is less than the minimum of 1"),
+    ("mlp.epochs", 0, r"mlp.epochs: found 0"),
+    ("mlp.batch_size", 0, r"mlp.batch_size: found 0"),
+    ("mlp.batch_size", 70000, r"mlp.batch_size: found 70000, expected at most the training set "
+                              r"size 60000"),
+    ("toy.weights", [0.1] * 7, r"toy.weights: found \[.*\]: .* is too short"),
+    ("toy.inputs", [0.1, 0.2, 0.3], r"toy.inputs: found .* is too long"),
+    ("toy.targets", [0.5], r"toy.targets: found \[0.5\]"),
+    ("mlp.layers", [100, 10], r"mlp.layers\[0\]: found 100, expected 784"),
+    ("mlp.layers", [784, 32, 9], r"mlp.layers\[2\]: found 9, expected 10"),
+    ("mlp.activation", "gelu", r"mlp.activation: found 'gelu': .*is not one of \['relu', "
+                               r"'sigmoid', 'tanh'\]"),
+    ("mlp.loss", "hinge", r"mlp.loss: found 'hinge'"),
+    ("mlp.dtype", "float16", r"mlp.dtype: found 'float16'"),
+    ("mlp.data_dir", "/nonexistent/mnist", r"mlp.data_dir: directory '/nonexistent/mnist' does "
+                                           r"not exist"),
+    ("mlp.mirrors", ["http://insecure.example/"], r"mlp.mirrors\[0\]: found 'http://"),
+    ("toy.init_range", [1.0, -1.0], r"toy.init_range: found \[1.0, -1.0\], expected low < high"),
+    ("mlp.train_size", 50, r"mlp.batch_size: found 64, expected at most the training set size "
+                           r"50"),
+    ("toy.learning_rate", [0.1], r"config key toy: Additional properties are not allowed "
+                                 r"\('learning_rate' was unexpected\); expected one of: "
+                                 r"init_range, inputs"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD, ids=[f"{k}={v}" for k, v, _ in BAD])
+def test_bad_value_is_named(schema, key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(with_value({}, key, value), schema)
+
+
+def test_unknown_top_level_section(schema):
+    with pytest.raises(ConfigError, match=r"config key \(top level\): Additional properties.*"
+                                          r"'mpl' was unexpected"):
+        validate_config({"mpl": {}}, schema)
+
+
+def test_all_problems_are_listed_at_once(schema):
+    config = with_value(with_value({}, "toy.steps", 0), "mlp.epochs", 0)
+    with pytest.raises(ConfigError, match=r"(?s)mlp.epochs.*toy.steps"):
+        validate_config(config, schema)
+
+
+def test_seeds_become_ints(schema):
+    config = validate_config(with_value({}, "mlp.seeds", [1.0, 2]), schema)
+    assert config["mlp"]["seeds"] == [1, 2] and isinstance(config["mlp"]["seeds"][0], int)
