@@ -32,3 +32,11 @@ rule all:
     input:
         rules.toy.input,
         rules.mlp.input,
+
+
+onsuccess:
+    # Written after every successful run, so it always describes the code and config that
+    # made the results; it is JSON beside the CSVs, never inside them.
+    from jitprop import provenance
+
+    provenance.write(config, workflow.basedir, workflow.cores)

@@ -66,25 +66,45 @@ def test_outputs_and_columns(tiny_run):
         + [f"w{k}" for k in range(1, 9)]
         + ["h1", "out_h1", "h2", "out_h2", "o1", "out_o1", "o2", "out_o2", "E1", "E2", "E_total"]
         + [f"dE_dw{k}" for k in range(1, 9)])
-    # 2 learning rates x (sheet + 2 seeds) x 20 steps; sheet rows have a blank seed.
-    assert len(toy) == 2 * 3 * 20
+    # 3 learning rates x (sheet + 2 seeds) x 20 steps; sheet rows have a blank seed.
+    assert len(toy) == 3 * 3 * 20
     sheet = toy[(toy["lr"] == 2.0) & (toy["init"] == "sheet")]
     assert sheet["seed"].isna().all()
     assert sheet["E_total"].iloc[1] == pytest.approx(0.0125952858, rel=5e-9)
     summary = pd.read_csv(tiny_run / "results/toy/summary.csv")
     assert list(summary.columns) == ["lr", "init", "seed", "E_total_first", "E_total_last",
                                      "steps_to_1pct"]
-    assert len(summary) == 6
+    assert len(summary) == 9
     mlp = pd.read_csv(tiny_run / "results/mlp/history.csv")
     assert list(mlp.columns) == ["lr", "seed", "epoch", "train_loss", "train_accuracy",
                                  "test_loss", "test_accuracy"]
-    assert len(mlp) == 2 * 2 * 2
     steps = pd.read_csv(tiny_run / "results/mlp/steps.csv")
     assert list(steps.columns) == ["lr", "seed", "step", "batch_loss"]
     # 600 images in batches of 32: 19 steps an epoch, 38 in all, logged every 5.
-    assert steps.groupby(["lr", "seed"]).size().tolist() == [8] * 4
+    sane = steps[steps["lr"] < 1]
+    assert sane.groupby(["lr", "seed"]).size().tolist() == [8] * 4
+    assert len(mlp[mlp["lr"] < 1]) == 2 * 2 * 2
     by_lr = pd.read_csv(tiny_run / "results/mlp/summary_by_lr.csv")
-    assert by_lr["lr"].tolist() == [0.05, 0.1] and (by_lr["n_runs"] == 2).all()
+    assert by_lr["lr"].tolist() == [0.05, 0.1, 50.0] and (by_lr["n_runs"] == 2).all()
+
+
+def test_divergence_is_marked_and_reported(tiny_run):
+    summary = pd.read_csv(tiny_run / "results/mlp/summary.csv")
+    assert summary.loc[summary["lr"] == 50.0, "diverged"].all()
+    assert not summary.loc[summary["lr"] < 1, "diverged"].any()
+    assert summary.loc[summary["lr"] == 50.0, "final_test_accuracy"].isna().all()
+    by_lr = pd.read_csv(tiny_run / "results/mlp/summary_by_lr.csv").set_index("lr")
+    assert by_lr.loc[50.0, "n_diverged"] == 2
+    log = (tiny_run / "results/logs/mlp/lr~50.0/seed~0.log").read_text()
+    assert "diverged at step" in log
+    assert len(log.splitlines()) <= 3, f"warnings flood the log:\n{log[:2000]}"
+    toy = pd.read_csv(tiny_run / "results/toy/history.csv")
+    assert toy.loc[toy["lr"] == 10000.0, "E_total"].notna().all()
+
+
+def test_jobs_get_the_threads_of_their_rule(tiny_run):
+    for log in (tiny_run / "results/logs").rglob("seed*.log"):
+        assert log.read_text().splitlines()[0] == "jitprop: numba threads 1", log
     timing = pd.read_csv(tiny_run / "results/mlp/timing.csv")
     assert list(timing.columns) == ["lr", "seed", "epoch", "seconds"]
 

@@ -10,6 +10,8 @@ def _threads(value):
     import numba
 
     numba.set_num_threads(max(1, min(value, numba.config.NUMBA_NUM_THREADS)))
+    # The first line of every job's log: what the job was allowed, for audits and tests.
+    print(f"jitprop: numba threads {numba.get_num_threads()}", file=sys.stderr)
 
 
 def cmd_toy(args):

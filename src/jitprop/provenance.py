@@ -1,0 +1,68 @@
+"""What produced a results tree: the resolved config and its hash, package versions, the git
+commit, the CPU and the thread settings, written to results/provenance.json."""
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from jitprop.io import write_text
+
+PACKAGES = ["jitprop", "numpy", "numba", "llvmlite", "pandas", "matplotlib", "snakemake"]
+THREAD_VARIABLES = ["NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "MKL_NUM_THREADS", "NUMBA_CACHE_DIR"]
+
+
+def config_hash(config):
+    """SHA-256 of the config as canonical JSON (sorted keys), so equal configs hash equal."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def git_commit(directory):
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True,
+                                text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           cwd=directory, capture_output=True, text=True, timeout=10).stdout
+    return result.stdout.strip() + ("+dirty" if dirty.strip() else "")
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def collect(config, source_dir, cores):
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "config": config,
+        "config_sha256": config_hash(config),
+        "git_commit": git_commit(source_dir),
+        "packages": versions,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "snakemake_cores": cores,
+        "thread_settings": {name: os.environ.get(name) for name in THREAD_VARIABLES},
+    }
+
+
+def write(config, source_dir, cores, path="results/provenance.json"):
+    write_text(json.dumps(collect(config, source_dir, cores), indent=2) + "\n", path)
