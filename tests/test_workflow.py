@@ -44,9 +44,12 @@ def tiny_config(root, mnist_dir, directory, **changes):
     return path
 
 
+def digests_of(directory, names):
+    return {name: hashlib.sha256((directory / name).read_bytes()).hexdigest() for name in names}
+
+
 def digests(directory):
-    return {name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
-            for name in REPRODUCIBLE}
+    return digests_of(directory, REPRODUCIBLE)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 its target and renamed into place, so an interrupted job never leaves a file that looks done."""
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -12,6 +13,10 @@ def atomic_path(path):
     """Yield a temporary path in the target's directory; rename it to `path` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A writer killed with SIGKILL cannot clean up: its leftovers go when the output is redone.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:

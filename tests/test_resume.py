@@ -1,0 +1,92 @@
+"""Interrupted runs: kill the workflow in the middle of an MLP epoch (SIGINT as Ctrl-C does, and
+SIGKILL as a lost machine does), type the same command again, get the uninterrupted bytes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from test_workflow import digests_of
+
+pytestmark = pytest.mark.workflow
+
+TABLES = ["results/toy/history.csv", "results/toy/summary.csv", "results/mlp/history.csv",
+          "results/mlp/steps.csv", "results/mlp/summary.csv", "results/mlp/summary_by_lr.csv"]
+
+
+def command(root, workdir):
+    return [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "--directory",
+            str(workdir), "--profile", str(root / "workflow/profiles/default"), "--cores", "2",
+            "--configfile", str(workdir / "config.yaml")]
+
+
+def setup(root, mnist_dir, workdir):
+    config = yaml.safe_load((root / "tests/config/resume.yaml").read_text())
+    config["mlp"]["data_dir"] = str(mnist_dir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def run(root, workdir):
+    result = subprocess.run(command(root, workdir), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(root, mnist_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    setup(root, mnist_dir, workdir)
+    run(root, workdir)
+    return digests_of(workdir, TABLES)
+
+
+def live_members(pgid, wait=10.0):
+    """Processes of the group that are not zombies (killed children reparented to an init that
+    reaps slowly still show up as zombies, which write nothing)."""
+    deadline = time.monotonic() + wait
+    while True:
+        live = []
+        for stat in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                with open(f"/proc/{stat}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                live.append(int(stat))
+        if not live or time.monotonic() > deadline:
+            return live
+        time.sleep(0.1)
+
+
+def started_epoch(workdir):
+    """True once an MLP job is past its start-up and inside training."""
+    logs = list((workdir / "results/logs/mlp").glob("lr~*/seed~*.log"))
+    return any(log.stat().st_size > 0 for log in logs)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killed_mid_epoch_then_same_command_finishes(root, mnist_dir, tmp_path, uninterrupted,
+                                                     sig):
+    setup(root, mnist_dir, tmp_path)
+    process = subprocess.Popen(command(root, tmp_path), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not started_epoch(tmp_path):
+        assert process.poll() is None, "the workflow ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no MLP job started within 120 s"
+        time.sleep(0.05)
+    time.sleep(1.5)  # start-up (imports, data) takes about 1 s: now inside the first epoch
+    # The whole process group, as a terminal's Ctrl-C or a lost machine would.
+    os.killpg(process.pid, sig)
+    process.wait(timeout=60)
+    assert live_members(process.pid) == [], "part of the killed run is still running"
+    assert not (tmp_path / "results/mlp/summary.csv").exists(), "killed too late to test"
+    run(root, tmp_path)
+    assert digests_of(tmp_path, TABLES) == uninterrupted
+    leftovers = [p for p in (tmp_path / "results").rglob(".*.tmp")]
+    assert leftovers == [], f"temporary files survived the resumed run: {leftovers}"
