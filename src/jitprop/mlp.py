@@ -116,8 +116,25 @@ def tanh_backward(dh, h):
             dh[n, j] *= 1 - h[n, j] * h[n, j]
 
 
-FORWARD = {"relu": relu_forward, "sigmoid": sigmoid_forward, "tanh": tanh_forward}
-BACKWARD = {"relu": relu_backward, "sigmoid": sigmoid_backward, "tanh": tanh_backward}
+@njit(cache=True)
+def activation_forward(h, activation):
+    """Dispatch on the index of the activation in ACTIVATIONS."""
+    if activation == 0:
+        relu_forward(h)
+    elif activation == 1:
+        sigmoid_forward(h)
+    else:
+        tanh_forward(h)
+
+
+@njit(cache=True)
+def activation_backward(dh, h, activation):
+    if activation == 0:
+        relu_backward(dh, h)
+    elif activation == 1:
+        sigmoid_backward(dh, h)
+    else:
+        tanh_backward(dh, h)
 
 
 # --------------------------------------------------------------------------- losses
@@ -171,20 +188,141 @@ def squared_error_forward_backward(dlogits, logits, y):
     return total, correct
 
 
-LOSS_KERNELS = {"cross_entropy": cross_entropy_forward_backward,
-                "squared_error": squared_error_forward_backward}
+@njit(cache=True)
+def loss_forward_backward(dlogits, logits, y, loss):
+    """Dispatch on the index of the loss in LOSSES."""
+    if loss == 0:
+        return cross_entropy_forward_backward(dlogits, logits, y)
+    return squared_error_forward_backward(dlogits, logits, y)
 
 
-# --------------------------------------------------------------------------- optimizer and data
+# --------------------------------------------------------------------------- the network
+# All parameters live in one flat buffer `theta` (gradients in `grad`, momentum in `velocity`,
+# laid out alike), as llm.c does: one update loop, one allocation.  `shapes` (L, 2) holds each
+# layer's (D, H); `offsets` (L, 2) where its W and b start.  Activations of a batch live in one
+# flat buffer too, layer l at act_offsets[l] as (B, H_l); `dacts` mirrors it with gradients.
 
 
 @njit(cache=True)
-def sgd_momentum_update(W, v, dW, lr, momentum, weight_decay):
-    """v <- momentum * v + (dW + weight_decay * W); W <- W - lr * v.  Any shape, flattened."""
-    W, v, dW = W.reshape(-1), v.reshape(-1), dW.reshape(-1)
+def layer_params(theta, shapes, offsets, layer):
+    """Views W (D, H) and b (H,) of one layer inside a flat parameter buffer."""
+    D, H = shapes[layer, 0], shapes[layer, 1]
+    W = theta[offsets[layer, 0]: offsets[layer, 0] + D * H].reshape((D, H))
+    return W, theta[offsets[layer, 1]: offsets[layer, 1] + H]
+
+
+@njit(cache=True)
+def layer_acts(acts, shapes, act_offsets, layer, B):
+    """View (B, H) of one layer's outputs inside a flat activation buffer."""
+    H = shapes[layer, 1]
+    return acts[act_offsets[layer]: act_offsets[layer] + B * H].reshape((B, H))
+
+
+@njit(cache=True)
+def network_forward(acts, theta, x, net, activation):
+    """Hidden layers dense + activation, the last layer linear: its outputs are the logits."""
+    shapes, offsets, act_offsets = net
+    B = x.shape[0]
+    for layer in range(shapes.shape[0]):
+        W, b = layer_params(theta, shapes, offsets, layer)
+        out = layer_acts(acts, shapes, act_offsets, layer, B)
+        inputs = x if layer == 0 else layer_acts(acts, shapes, act_offsets, layer - 1, B)
+        dense_forward(out, inputs, W, b)
+        if layer < shapes.shape[0] - 1:
+            activation_forward(out, activation)
+
+
+@njit(cache=True)
+def network_backward(grad, dacts, theta, acts, x, net, activation):
+    """Mirror of network_forward, line for line in reverse, from dacts' logits slot
+    (dloss/dlogits) down to the first layer's weights."""
+    shapes, offsets, act_offsets = net
+    B = x.shape[0]
+    for layer in range(shapes.shape[0] - 1, -1, -1):
+        dout = layer_acts(dacts, shapes, act_offsets, layer, B)
+        if layer < shapes.shape[0] - 1:
+            activation_backward(dout, layer_acts(acts, shapes, act_offsets, layer, B), activation)
+        W, _ = layer_params(theta, shapes, offsets, layer)
+        dW, db = layer_params(grad, shapes, offsets, layer)
+        inputs = x if layer == 0 else layer_acts(acts, shapes, act_offsets, layer - 1, B)
+        dense_backward_params(dW, db, dout, inputs)
+        if layer > 0:
+            dense_backward_input(layer_acts(dacts, shapes, act_offsets, layer - 1, B), dout, W)
+
+
+@njit(cache=True)
+def momentum_step(W, v, g, lr, momentum, weight_decay):
+    """v <- momentum * v + (g + weight_decay * W); W <- W - lr * v, elementwise on 1-D views."""
+    # Indexing from 0 lets Numba drop its negative-index checks, so LLVM vectorizes the loop.
     for k in range(W.size):
-        v[k] = momentum * v[k] + (dW[k] + weight_decay * W[k])
+        v[k] = momentum * v[k] + (g[k] + weight_decay * W[k])
         W[k] -= lr * v[k]
+
+
+@njit(cache=True)
+def sgd_momentum_update(theta, velocity, grad, net, lr, momentum, weight_decay):
+    """SGD with momentum on every layer: weight decay on W, none on b."""
+    shapes, offsets, _ = net
+    for layer in range(shapes.shape[0]):
+        start, end = offsets[layer, 0], offsets[layer, 0] + shapes[layer, 0] * shapes[layer, 1]
+        momentum_step(theta[start:end], velocity[start:end], grad[start:end], lr, momentum,
+                      weight_decay)
+        start, end = offsets[layer, 1], offsets[layer, 1] + shapes[layer, 1]
+        momentum_step(theta[start:end], velocity[start:end], grad[start:end], lr, momentum,
+                      weight_decay * 0)
+
+
+@njit(cache=True)
+def train_step(theta, velocity, grad, acts, dacts, batch, net, activation, loss, lr, momentum,
+               weight_decay, limit):
+    """Forward, loss, backward and update on one batch = (x, y).
+    Returns (summed loss, correct predictions).  When the mean loss is above `limit` (or NaN)
+    the weights are left as they are: the caller stops the run as diverged."""
+    x, y = batch
+    shapes, _, act_offsets = net
+    B, last = x.shape[0], shapes.shape[0] - 1
+    network_forward(acts, theta, x, net, activation)
+    total, correct = loss_forward_backward(layer_acts(dacts, shapes, act_offsets, last, B),
+                                           layer_acts(acts, shapes, act_offsets, last, B), y,
+                                           loss)
+    if not total / B <= limit:
+        return total, correct
+    network_backward(grad, dacts, theta, acts, x, net, activation)
+    sgd_momentum_update(theta, velocity, grad, net, lr, momentum, weight_decay)
+    return total, correct
+
+
+@njit(cache=True)
+def train_batches(totals, corrects, theta, velocity, grad, acts, dacts, batch, net, activation,
+                  loss, images, labels, order, first, rates, momentum, weight_decay, limit):
+    """train_step on len(totals) consecutive batches of the shuffled `order`, the first one
+    starting at sample `first`; rates[i] is batch i's learning rate.  Writes each batch's
+    summed loss and correct count; returns how many batches it trained, fewer than asked when
+    one's mean loss blew up past `limit` (its loss is written, its update is not made)."""
+    x, y = batch
+    B, N = x.shape[0], order.size
+    for i in range(totals.size):
+        start = first + i * B
+        size = min(B, N - start)
+        xb, yb = x[:size], y[:size]
+        gather_batch(xb, yb, images, labels, order[start: start + size])
+        total, correct = train_step(theta, velocity, grad, acts, dacts, (xb, yb), net,
+                                    activation, loss, rates[i], momentum, weight_decay, limit)
+        totals[i], corrects[i] = total, correct
+        if not total / size <= limit:
+            return i + 1
+    return totals.size
+
+
+@njit(cache=True)
+def evaluate_batch(acts, dacts, theta, batch, net, activation, loss):
+    """(summed loss, correct predictions) of one batch, without updating anything."""
+    x, y = batch
+    shapes, _, act_offsets = net
+    B, last = x.shape[0], shapes.shape[0] - 1
+    network_forward(acts, theta, x, net, activation)
+    return loss_forward_backward(layer_acts(dacts, shapes, act_offsets, last, B),
+                                 layer_acts(acts, shapes, act_offsets, last, B), y, loss)
 
 
 @njit(cache=True)
@@ -218,40 +356,35 @@ def init_params(layers, seed, dtype="float32", activation="relu"):
     return params
 
 
-class Workspace:
-    """Buffers for one batch size: the saved forward outputs and their gradients."""
+class Network:
+    """The flat layout of a network's parameters, and buffers for batches of up to B samples."""
 
-    def __init__(self, params, batch):
-        dtype = params[0][0].dtype
-        self.h = [np.empty((batch, W.shape[1]), dtype) for W, _ in params]
-        self.dh = [np.empty((batch, W.shape[1]), dtype) for W, _ in params]
+    def __init__(self, layers, dtype):
+        self.dtype = np.dtype(dtype)
+        self.shapes = np.array(list(zip(layers[:-1], layers[1:], strict=True)), dtype=np.int64)
+        sizes = [(D * H, H) for D, H in self.shapes]
+        flat = np.cumsum([0] + [size for pair in sizes for size in pair])
+        self.offsets = flat[:-1].reshape(-1, 2).astype(np.int64)
+        self.size = int(flat[-1])
 
-    def view(self, batch):
-        """The first `batch` rows of every buffer (the last batch of an epoch may be short)."""
-        if batch == self.h[0].shape[0]:
-            return self.h, self.dh
-        return [h[:batch] for h in self.h], [d[:batch] for d in self.dh]
+    def pack(self, params):
+        theta = np.empty(self.size, self.dtype)
+        for (W, b), view in zip(params, self.unpack(theta), strict=True):
+            view[0][...] = W
+            view[1][...] = b
+        return theta
 
+    def unpack(self, theta):
+        """[(W, b)] as views into theta."""
+        return [layer_params(theta, self.shapes, self.offsets, layer)
+                for layer in range(len(self.shapes))]
 
-def forward(params, x, activation, h):
-    """Hidden layers dense + activation, the last layer linear: h[-1] holds the logits."""
-    act = FORWARD[activation]
-    for layer, (W, b) in enumerate(params):
-        dense_forward(h[layer], x if layer == 0 else h[layer - 1], W, b)
-        if layer < len(params) - 1:
-            act(h[layer])
-
-
-def backward(grads, params, x, activation, h, dh):
-    """Mirror of `forward`, line for line in reverse, from dh[-1] = dloss/dlogits."""
-    act_backward = BACKWARD[activation]
-    for layer in range(len(params) - 1, -1, -1):
-        if layer < len(params) - 1:
-            act_backward(dh[layer], h[layer])
-        dW, db = grads[layer]
-        dense_backward_params(dW, db, dh[layer], x if layer == 0 else h[layer - 1])
-        if layer > 0:
-            dense_backward_input(dh[layer - 1], dh[layer], params[layer][0])
+    def buffers(self, B):
+        """(acts, dacts, net, batch) for batches of up to B samples."""
+        act_offsets = np.concatenate([[0], np.cumsum(B * self.shapes[:, 1])]).astype(np.int64)
+        acts = np.empty(act_offsets[-1], self.dtype)
+        batch = (np.empty((B, int(self.shapes[0, 0])), self.dtype), np.empty(B, np.int64))
+        return acts, np.empty_like(acts), (self.shapes, self.offsets, act_offsets[:-1]), batch
 
 
 def _check_batch(params, X, y=None):
@@ -260,7 +393,7 @@ def _check_batch(params, X, y=None):
         raise ValueError(f"X: expected shape (B, {W0.shape[0]}), found {X.shape}")
     X = np.ascontiguousarray(X, dtype=W0.dtype)
     if y is None:
-        return X, None
+        return X, np.zeros(X.shape[0], np.int64)
     y = np.ascontiguousarray(y, dtype=np.int64)
     K = params[-1][0].shape[1]
     if y.shape != (X.shape[0],) or (y.size and (y.min() < 0 or y.max() >= K)):
@@ -268,11 +401,21 @@ def _check_batch(params, X, y=None):
     return X, y
 
 
-def _check_names(activation, loss=None):
+def _codes(activation, loss="cross_entropy"):
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {ACTIVATIONS}, found {activation!r}")
-    if loss is not None and loss not in LOSSES:
+    if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, found {loss!r}")
+    return ACTIVATIONS.index(activation), LOSSES.index(loss)
+
+
+def _prepare(params, X, y):
+    """Network, its flat parameters and a filled batch for the public one-batch functions."""
+    X, y = _check_batch(params, X, y)
+    layers = [params[0][0].shape[0]] + [W.shape[1] for W, _ in params]
+    network = Network(layers, params[0][0].dtype)
+    acts, dacts, net, _ = network.buffers(X.shape[0])
+    return network, network.pack(params), acts, dacts, net, (X, y)
 
 
 def loss_and_grads(params, X, y, activation="relu", loss="cross_entropy"):
@@ -280,41 +423,44 @@ def loss_and_grads(params, X, y, activation="relu", loss="cross_entropy"):
 
     params: list of (W (D, H), b (H,)); X (B, 784) floats; y (B,) class ids.
     Returns (loss, grads) with grads a list of (dW, db) shaped as params."""
-    _check_names(activation, loss)
-    X, y = _check_batch(params, X, y)
-    work = Workspace(params, X.shape[0])
-    grads = [(np.empty_like(W), np.empty_like(b)) for W, b in params]
-    forward(params, X, activation, work.h)
-    total, _ = LOSS_KERNELS[loss](work.dh[-1], work.h[-1], y)
-    backward(grads, params, X, activation, work.h, work.dh)
-    return total / X.shape[0], grads
+    activation, loss = _codes(activation, loss)
+    network, theta, acts, dacts, net, batch = _prepare(params, X, y)
+    grad = np.empty_like(theta)
+    total, _ = evaluate_batch(acts, dacts, theta, batch, net, activation, loss)
+    network_backward(grad, dacts, theta, acts, batch[0], net, activation)
+    return total / X.shape[0], network.unpack(grad)
 
 
 def predict(params, X, activation="relu"):
     """Class ids (B,) of the largest logit for X (B, 784)."""
-    _check_names(activation)
-    X, _ = _check_batch(params, X)
-    work = Workspace(params, X.shape[0])
-    forward(params, X, activation, work.h)
-    return np.argmax(work.h[-1], axis=1)
+    activation, _ = _codes(activation)
+    network, theta, acts, _, net, batch = _prepare(params, X, None)
+    network_forward(acts, theta, batch[0], net, activation)
+    shapes, _, act_offsets = net
+    logits = layer_acts(acts, shapes, act_offsets, len(shapes) - 1, X.shape[0])
+    return np.argmax(logits, axis=1)
 
 
 # --------------------------------------------------------------------------- training
 
 
-def evaluate(params, images, labels, activation, loss, batch=1000):
-    """(mean loss, accuracy) over uint8 images (N, 784) and labels (N,)."""
-    dtype = params[0][0].dtype
-    work = Workspace(params, min(batch, len(images)))
-    x = np.empty((work.h[0].shape[0], images.shape[1]), dtype)
-    y = np.empty(x.shape[0], np.int64)
+def load_batch(batch, images, labels, index):
+    """Fill the batch buffers with images[index] (scaled) and labels[index]; return the batch
+    cut to len(index) (an epoch's last batch may be short)."""
+    x, y = batch[0][: index.size], batch[1][: index.size]
+    gather_batch(x, y, images, labels, index)
+    return x, y
+
+
+def evaluate(network, theta, images, labels, activation, loss, size=1000):
+    """(mean loss, accuracy) over uint8 images (N, 784) and labels (N,), in batches of `size`."""
+    acts, dacts, net, batch = network.buffers(min(size, len(images)))
     total, correct = 0.0, 0
-    for start in range(0, len(images), batch):
-        index = np.arange(start, min(start + batch, len(images)))
-        h, dh = work.view(index.size)
-        gather_batch(x[: index.size], y[: index.size], images, labels, index)
-        forward(params, x[: index.size], activation, h)
-        batch_total, batch_correct = LOSS_KERNELS[loss](dh[-1], h[-1], y[: index.size])
+    for start in range(0, len(images), size):
+        index = np.arange(start, min(start + size, len(images)))
+        part = load_batch(batch, images, labels, index)
+        batch_total, batch_correct = evaluate_batch(acts, dacts, theta, part, net, activation,
+                                                    loss)
         total += batch_total
         correct += batch_correct
     return total / len(images), correct / len(images)
@@ -342,68 +488,70 @@ def train(train_set, test_set, *, layers, activation, loss, lr, seed, epochs, ba
     One Generator, default_rng(seed), draws the initial weights and then each epoch's
     shuffle.  Stops early, marked diverged, when a batch loss is not finite or exceeds
     `divergence_threshold` times the first batch loss (the untrained net's).
-    Returns dict(params, history (per-epoch rows), steps (logged batch losses), timing,
-    diverged, diverged_step).  `on_epoch(epoch, row)` is called after each epoch;
-    `progress(epoch, batches_done, batches)` now and then within one."""
-    _check_names(activation, loss)
+    Returns dict(params, history (per-epoch rows), steps (logged batch losses), timing
+    (seconds of each epoch's training pass), diverged, diverged_step).
+    `on_epoch(epoch, row)` is called after each epoch; `progress(epoch, batches_done,
+    batches)` now and then within one."""
+    activation_code, loss_code = _codes(activation, loss)
     images, labels = train_set
     if not 1 <= batch_size <= len(images):
         raise ValueError(f"batch_size: expected 1..{len(images)}, found {batch_size}")
     rng = np.random.default_rng(seed)
-    params = init_params(layers, rng, dtype, activation)
-    velocity = [(np.zeros_like(W), np.zeros_like(b)) for W, b in params]
-    grads = [(np.empty_like(W), np.empty_like(b)) for W, b in params]
-    work = Workspace(params, batch_size)
-    x = np.empty((batch_size, images.shape[1]), dtype)
-    y = np.empty(batch_size, np.int64)
-    cast = np.dtype(dtype).type
+    network = Network(layers, dtype)
+    theta = network.pack(init_params(layers, rng, dtype, activation))
+    velocity, grad = np.zeros_like(theta), np.empty_like(theta)
+    acts, dacts, net, batch = network.buffers(batch_size)
+    cast = network.dtype.type
     momentum, weight_decay = cast(momentum), cast(weight_decay)
-    loss_kernel = LOSS_KERNELS[loss]
     history, steps, timing = [], [], []
     step, diverged_step, limit = 0, None, math.inf
     n_batches = -(-len(images) // batch_size)
-    report_every = max(1, n_batches // 50)
+    # Batches go to the kernel in chunks: few calls from Python, yet a progress report and a
+    # divergence check every chunk.  The first chunk is the first batch alone, whose loss
+    # (the untrained net's) sets the divergence limit.
+    chunk = max(1, n_batches // 50)
     rates = learning_rates(lr, schedule, epochs * n_batches, dtype)
+    totals, corrects = np.empty(n_batches), np.empty(n_batches, np.int64)
+    sizes = np.minimum(batch_size, len(images) - batch_size * np.arange(n_batches))
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         order = rng.permutation(len(images))
-        total, correct = 0.0, 0
-        for start in range(0, len(images), batch_size):
-            index = order[start: start + batch_size]
-            h, dh = work.view(index.size)
-            xb, yb = x[: index.size], y[: index.size]
-            gather_batch(xb, yb, images, labels, index)
-            forward(params, xb, activation, h)
-            batch_total, batch_correct = loss_kernel(dh[-1], h[-1], yb)
-            batch_loss = batch_total / index.size
+        done = 0
+        while done < n_batches and diverged_step is None:
+            count = 1 if step == 0 else min(chunk, n_batches - done)
+            trained = train_batches(totals[done: done + count], corrects[done: done + count],
+                                    theta, velocity, grad, acts, dacts, batch, net,
+                                    activation_code, loss_code, images, labels, order,
+                                    done * batch_size, rates[step: step + count], momentum,
+                                    weight_decay, limit)
             if step == 0:
-                limit = divergence_threshold * batch_loss
-            # `not <=` also catches NaN.
-            blown_up = not batch_loss <= limit
-            if step % log_every == 0 or blown_up:
-                steps.append({"step": step, "epoch": epoch, "batch_loss": batch_loss})
-            if blown_up:
-                diverged_step = step
-                break
-            backward(grads, params, xb, activation, h, dh)
-            for (W, b), (vW, vb), (dW, db) in zip(params, velocity, grads, strict=True):
-                sgd_momentum_update(W, vW, dW, rates[step], momentum, weight_decay)
-                sgd_momentum_update(b, vb, db, rates[step], momentum, cast(0))
-            total += batch_total
-            correct += batch_correct
-            step += 1
-            done = start // batch_size + 1
-            if progress is not None and (done % report_every == 0 or done == n_batches):
+                limit = divergence_threshold * (totals[0] / sizes[0])
+            for i in range(done, done + trained):
+                batch_loss = totals[i] / sizes[i]
+                # `not <=` also catches NaN.
+                blown_up = not batch_loss <= limit
+                if step % log_every == 0 or blown_up:
+                    steps.append({"step": step, "epoch": epoch, "batch_loss": batch_loss})
+                if blown_up:
+                    diverged_step = step
+                    break
+                step += 1
+            done += trained
+            if progress is not None and diverged_step is None:
                 progress(epoch, done, n_batches)
         if diverged_step is not None:
             break
-        test_loss, test_accuracy = evaluate(params, *test_set, activation, loss)
+        timing.append({"epoch": epoch, "seconds": time.perf_counter() - started})
+        test_loss, test_accuracy = evaluate(network, theta, *test_set, activation_code,
+                                            loss_code)
+        # cumsum adds in order, as the epoch did; np.sum's pairwise order would differ.
+        total = float(np.cumsum(totals)[-1])
         row = {"epoch": epoch, "train_loss": total / len(images),
-               "train_accuracy": correct / len(images), "test_loss": test_loss,
+               "train_accuracy": int(corrects.sum()) / len(images), "test_loss": test_loss,
                "test_accuracy": test_accuracy}
         history.append(row)
-        timing.append({"epoch": epoch, "seconds": time.perf_counter() - started})
         if on_epoch is not None:
             on_epoch(epoch, row)
-    return {"params": params, "history": history, "steps": steps, "timing": timing,
-            "diverged": diverged_step is not None, "diverged_step": diverged_step}
+    return {"params": network.unpack(theta), "history": history, "steps": steps,
+            "timing": timing, "diverged": diverged_step is not None,
+            "diverged_step": diverged_step}
