@@ -16,7 +16,7 @@ except ConfigError as error:
 
 wildcard_constraints:
     lr=r"[0-9][0-9.e+-]*",
-    start=r"sheet|seed[0-9]+",
+    part=r"lr~[^/]+/start~(sheet|seed[0-9]+)|chunk~[0-9]+",
     seed=r"[0-9]+",
 
 

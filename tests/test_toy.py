@@ -1,5 +1,7 @@
 """The 2-2-2 exercise network: published values, a slow reference, finite differences."""
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,16 +142,21 @@ def test_bad_arguments_are_named(kwargs, message):
         toy.train(**{**args, **kwargs})
 
 
-def test_summary_and_canonical_order():
-    runs = [toy.run(SHEET_W, INPUTS, TARGETS, lr, 50, seed=seed)
-            for lr in (2.0, 0.5) for seed in (2, None, 1)]
-    history, summary = toy.aggregate(runs)
-    assert summary[["lr", "init"]].values.tolist()[:3] == [[0.5, "sheet"], [0.5, "random"],
-                                                           [0.5, "random"]]
-    assert summary["seed"].tolist()[:3] == [pd.NA, 1, 2]
-    sheet = history[(history["lr"] == 2.0) & (history["init"] == "sheet")]
-    first_below = int(sheet.loc[sheet["E_total"] < 0.01 * E0, "step"].iloc[0])
-    row = summary[(summary["lr"] == 2.0) & (summary["init"] == "sheet")].iloc[0]
-    assert row["steps_to_1pct"] == first_below
-    assert row["E_total_last"] == sheet["E_total"].iloc[-1]
-    assert pd.isna(summary.loc[0, "steps_to_1pct"])  # lr 0.5 never gets below 1% in 50 steps
+def test_sweep_part_writes_what_pandas_writes():
+    runs = [(0.5, None), (0.5, 3), (2.0, 1), (1e4, None)]
+    history, summary = toy.sweep_part(runs, SHEET_W, INPUTS, TARGETS, 40, (-1.0, 1.0))
+    frames = [toy.run(SHEET_W, INPUTS, TARGETS, lr, 40, seed=seed) for lr, seed in runs]
+    expected = "".join(f.to_csv(index=False, header=False, lineterminator="\n") for f in frames)
+    assert history == expected
+    assert toy.HISTORY_HEADER == ",".join(frames[0].columns)
+    table = pd.read_csv(io.StringIO(toy.SUMMARY_HEADER + "\n" + summary))
+    assert table["seed"].isna().tolist() == [True, False, False, True]
+    for row, frame in zip(table.itertuples(), frames, strict=True):
+        E = frame["E_total"].to_numpy()
+        assert row.E_total_first == E[0] and row.E_total_last == E[-1]
+        below = np.flatnonzero(E < 0.01 * E[0])
+        if below.size:
+            assert row.steps_to_1pct == below[0]
+        else:
+            assert pd.isna(row.steps_to_1pct)
+    assert table.loc[2, "steps_to_1pct"] == 34  # as in the default sweep's summary.csv

@@ -119,6 +119,17 @@ def test_rerun_from_scratch_with_one_core_gives_the_same_bytes(root, mnist_dir, 
     assert digests(tmp_path) == digests(tiny_run)
 
 
+def test_chunked_toy_jobs_give_the_same_bytes(root, mnist_dir, tiny_run, tmp_path):
+    config = tiny_config(root, mnist_dir, tmp_path, toy__runs_per_job=4)
+    snakemake(root, tmp_path, "toy", "--cores", "2", "--configfile", str(config))
+    # 3 learning rates x 3 starts = 9 runs: chunks of 4, 4 and 1.
+    chunks = sorted(p.name for p in (tmp_path / "results/toy/runs").glob("chunk~*.csv"))
+    assert chunks == ["chunk~00000.csv", "chunk~00000.summary.csv", "chunk~00001.csv",
+                      "chunk~00001.summary.csv", "chunk~00002.csv", "chunk~00002.summary.csv"]
+    names = ["results/toy/history.csv", "results/toy/summary.csv"]
+    assert digests_of(tmp_path, names) == digests_of(tiny_run, names)
+
+
 def test_nothing_to_do_when_up_to_date(root, tiny_run):
     result = snakemake(root, tiny_run, "--cores", "2", "--configfile",
                        str(tiny_run / "config.yaml"), "--dry-run")

@@ -14,22 +14,50 @@ def _threads(value):
     print(f"jitprop: numba threads {numba.get_num_threads()}", file=sys.stderr)
 
 
+def _start(text):
+    """'sheet' or a seed, as given to --run."""
+    if text == "sheet":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        message = f"--run START: expected 'sheet' or an integer seed, found {text!r}"
+        raise ValueError(message) from None
+
+
 def cmd_toy(args):
     from jitprop import io, toy
 
-    history = toy.run(args.weights, args.inputs, args.targets, args.lr, args.steps,
-                      seed=args.seed, init_range=args.init_range)
-    io.write_csv(history, args.out)
+    if (args.lr is None) == (not args.run):
+        raise ValueError("give either --lr (one run) or one or more --run LR START")
+    runs = [(args.lr, args.seed)] if args.lr is not None else [
+        (float(lr), _start(start)) for lr, start in args.run]
+    history, summary = toy.sweep_part(runs, args.weights, args.inputs, args.targets, args.steps,
+                                      args.init_range)
+    io.write_text(toy.HISTORY_HEADER + "\n" + history, args.out)
+    if args.summary:
+        io.write_text(toy.SUMMARY_HEADER + "\n" + summary, args.summary)
+
+
+def _concatenate(parts, header, path):
+    """One CSV from parts that share its header, in the order given."""
+    from jitprop import io
+
+    chunks = [header + "\n"]
+    for part in parts:
+        with open(part, encoding="utf-8") as handle:
+            found = handle.readline().rstrip("\n")
+            if found != header:
+                raise ValueError(f"{part}: header {found!r}, expected {header!r}")
+            chunks.append(handle.read())
+    io.write_text("".join(chunks), path)
 
 
 def cmd_aggregate_toy(args):
-    import pandas as pd
+    from jitprop import toy
 
-    from jitprop import io, toy
-
-    history, summary = toy.aggregate([pd.read_csv(path) for path in args.runs])
-    io.write_csv(history, args.history)
-    io.write_csv(summary, args.summary)
+    _concatenate(args.parts, toy.HISTORY_HEADER, args.history)
+    _concatenate(args.summary_parts, toy.SUMMARY_HEADER, args.summary)
 
 
 def cmd_plot_toy(args):
@@ -37,7 +65,7 @@ def cmd_plot_toy(args):
 
     from jitprop import plots
 
-    history = pd.read_csv(args.history)
+    history = pd.read_csv(args.history, usecols=plots.TOY_COLUMNS)
     plots.toy_loss_grid(history, args.grid)
     plots.toy_loss_overlay(history, args.overlay)
 
@@ -124,7 +152,7 @@ def build_parser():
     toy = sub.add_parser("toy", help="train the 2-2-2 exercise network once; write its history",
                          description="One run of the 2-2-2 sigmoid network: every cell of every "
                          "step (the spreadsheet) as one CSV row per step.")
-    toy.add_argument("--lr", type=float, required=True, help="learning rate η")
+    toy.add_argument("--lr", type=float, help="learning rate η of a single run")
     toy.add_argument("--steps", type=int, default=100, help="gradient steps (default 100)")
     toy.add_argument("--seed", type=int, default=None,
                      help="start from U(init-range) weights drawn with this seed "
@@ -138,11 +166,17 @@ def build_parser():
                      help="t1 t2 (default 0.5 0.5)")
     toy.add_argument("--init-range", type=float, nargs=2, default=[-1.0, 1.0],
                      metavar=("LOW", "HIGH"), help="bounds of seeded starts (default -1 1)")
-    toy.add_argument("--out", required=True, help="CSV file to write")
+    toy.add_argument("--run", nargs=2, action="append", metavar=("LR", "START"),
+                     help="instead of --lr/--seed: one run of several in one file; START is "
+                     "'sheet' or a seed (repeat the option; the file keeps this order)")
+    toy.add_argument("--out", required=True, help="history CSV to write (one row per step)")
+    toy.add_argument("--summary", help="summary CSV to write too (one row per run)")
     toy.set_defaults(func=cmd_toy)
 
     agg = sub.add_parser("toy-aggregate", help="merge toy runs into history.csv and summary.csv")
-    agg.add_argument("runs", nargs="+", help="run CSVs written by `jitprop toy`")
+    agg.add_argument("parts", nargs="+", help="history CSVs written by `jitprop toy`, in order")
+    agg.add_argument("--summary-parts", nargs="+", required=True,
+                     help="their summary CSVs, in the same order")
     agg.add_argument("--history", required=True, help="history CSV to write")
     agg.add_argument("--summary", required=True, help="summary CSV to write")
     agg.set_defaults(func=cmd_aggregate_toy)

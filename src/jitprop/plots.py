@@ -25,43 +25,72 @@ def _grid(n_panels):
     return figure, axes.flat
 
 
+MAX_PANELS = 12
+MAX_LINES = 20
+TOY_COLUMNS = ["lr", "init", "seed", "step", "E_total"]
+
+
 def toy_loss_grid(history, path):
-    """One panel per learning rate: E_total vs step of the sheet run, seeded runs faint behind."""
+    """One panel per learning rate: E_total vs step of the sheet run, seeded runs faint behind
+    (a min-max band with its median when there are more than MAX_LINES).  A sweep of more
+    than MAX_PANELS learning rates shows that many, evenly spread over the sorted rates."""
     rates = sorted(history["lr"].unique())
-    figure, axes = _grid(len(rates))
-    for ax, lr in zip(axes, rates, strict=False):
+    shown = [rates[k] for k in np.linspace(0, len(rates) - 1, min(len(rates), MAX_PANELS))
+             .round().astype(int)]
+    figure, axes = _grid(len(shown))
+    for ax, lr in zip(axes, shown, strict=False):
         runs = history[history["lr"] == lr]
-        for _, seeded in runs[runs["init"] == "random"].groupby("seed"):
-            ax.plot(seeded["step"], seeded["E_total"], color="tab:gray", alpha=0.35, lw=0.8)
+        seeded = runs[runs["init"] == "random"]
+        n_seeds = seeded["seed"].nunique()
+        if 0 < n_seeds <= MAX_LINES:
+            for _, run in seeded.groupby("seed"):
+                ax.plot(run["step"], run["E_total"], color="tab:gray", alpha=0.35, lw=0.8)
+            ax.plot([], [], color="tab:gray", alpha=0.5, label=f"random starts ({n_seeds} seeds)")
+        elif n_seeds:
+            band = seeded.groupby("step")["E_total"].agg(["min", "median", "max"])
+            ax.fill_between(band.index, band["min"], band["max"], color="tab:gray", alpha=0.3,
+                            label=f"random starts: min-max of {n_seeds} seeds")
+            ax.plot(band.index, band["median"], color="tab:gray", lw=1, label="their median")
         sheet = runs[runs["init"] == "sheet"]
         ax.plot(sheet["step"], sheet["E_total"], color="tab:blue", lw=2, label="sheet weights")
-        if (runs["init"] == "random").any():
-            ax.plot([], [], color="tab:gray", alpha=0.5, label="random starts (seeds)")
         ax.set_title(f"Total loss at η = {lr:g}")
         ax.set_xlabel("step")
         ax.set_ylabel("E_total")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=7)
-    figure.suptitle("2-2-2 network: total error per gradient step")
+    note = "" if len(shown) == len(rates) else f" ({len(shown)} of {len(rates)} learning rates)"
+    figure.suptitle(f"2-2-2 network: total error per gradient step{note}")
     save_figure(figure, path)
     plt.close(figure)
 
 
 def toy_loss_overlay(history, path):
-    """All sheet runs on one log-scaled axis, one line per learning rate."""
+    """All sheet runs on one log-scaled axis, one line per learning rate (a colour scale
+    instead of a legend when there are more than MAX_PANELS)."""
     figure, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     sheet = history[history["init"] == "sheet"]
-    colors = plt.cm.viridis(np.linspace(0, 0.9, sheet["lr"].nunique()))
-    for color, (lr, run) in zip(colors, sheet.groupby("lr"), strict=True):
-        ax.plot(run["step"], run["E_total"], color=color, label=f"η = {lr:g}")
+    rates = sorted(sheet["lr"].unique())
+    norm = matplotlib.colors.LogNorm(min(rates), max(rates)) if len(rates) > 1 else None
+    for lr, run in sheet.groupby("lr"):
+        color = plt.cm.viridis(0.9 * norm(lr) if norm else 0.0)
+        ax.plot(run["step"], run["E_total"], color=color, label=f"η = {lr:g}",
+                lw=1.5 if len(rates) <= MAX_PANELS else 0.8)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("E_total (log scale)")
     ax.set_title("2-2-2 network from the sheet's weights: total error vs step")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(title="learning rate")
+    if len(rates) <= MAX_PANELS:
+        ax.legend(title="learning rate")
+    else:
+        mappable = plt.cm.ScalarMappable(norm=norm, cmap=_truncated_viridis())
+        figure.colorbar(mappable, ax=ax, label="learning rate η")
     save_figure(figure, path)
     plt.close(figure)
+
+
+def _truncated_viridis():
+    return matplotlib.colors.ListedColormap(plt.cm.viridis(np.linspace(0, 0.9, 256)))
 
 
 def _lr_colors(rates):

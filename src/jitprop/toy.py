@@ -18,6 +18,8 @@ OUTPUT = ["o1", "out_o1", "o2", "out_o2"]
 ERRORS = ["E1", "E2", "E_total"]
 GRADS = [f"dE_dw{k}" for k in range(1, 9)]
 COLUMNS = ["step", "i1", "i2", "t1", "t2", *WEIGHTS, *HIDDEN, *OUTPUT, *ERRORS, *GRADS]
+# toy_forward's cells, in its return order.
+CELLS = [*HIDDEN, *OUTPUT, *ERRORS]
 
 
 @njit(cache=True)
@@ -26,77 +28,84 @@ def sigmoid(x):
 
 
 @njit(cache=True)
-def toy_forward(hidden, output, errors, w, i, t):
-    """One forward pass.  hidden (4,) = h1, out_h1, h2, out_h2; output (4,) = o1, out_o1, o2,
-    out_o2; errors (3,) = E1, E2, E_total; w (8,); i (2,) inputs; t (2,) targets."""
-    h1 = w[0] * i[0] + w[1] * i[1]
-    h2 = w[2] * i[0] + w[3] * i[1]
+def toy_forward(w, i1, i2, t1, t2):
+    """One forward pass of weights w = (w1, ..., w8) on inputs i1, i2 with targets t1, t2.
+    Returns (h1, out_h1, h2, out_h2, o1, out_o1, o2, out_o2, E1, E2, E_total)."""
+    w1, w2, w3, w4, w5, w6, w7, w8 = w
+    h1 = w1 * i1 + w2 * i2
+    h2 = w3 * i1 + w4 * i2
     out_h1 = sigmoid(h1)
     out_h2 = sigmoid(h2)
-    o1 = w[4] * out_h1 + w[5] * out_h2
-    o2 = w[6] * out_h1 + w[7] * out_h2
+    o1 = w5 * out_h1 + w6 * out_h2
+    o2 = w7 * out_h1 + w8 * out_h2
     out_o1 = sigmoid(o1)
     out_o2 = sigmoid(o2)
-    E1 = 0.5 * (t[0] - out_o1) ** 2
-    E2 = 0.5 * (t[1] - out_o2) ** 2
-    hidden[0], hidden[1], hidden[2], hidden[3] = h1, out_h1, h2, out_h2
-    output[0], output[1], output[2], output[3] = o1, out_o1, o2, out_o2
-    errors[0], errors[1], errors[2] = E1, E2, E1 + E2
+    E1 = 0.5 * (t1 - out_o1) ** 2
+    E2 = 0.5 * (t2 - out_o2) ** 2
+    return h1, out_h1, h2, out_h2, o1, out_o1, o2, out_o2, E1, E2, E1 + E2
 
 
 @njit(cache=True)
-def toy_backward(dw, w, i, t, hidden, output):
-    """Gradients dE_total/dw1..dw8 into dw (8,), from the saved forward outputs
+def toy_backward(w, i1, i2, t1, t2, out_h1, out_h2, out_o1, out_o2):
+    """Gradients (dE_total/dw1, ..., dE_total/dw8) from the saved forward outputs
     (sigmoid'(x) = s(1 - s)).  Mirrors toy_forward in reverse."""
-    out_h1, out_h2 = hidden[1], hidden[3]
-    out_o1, out_o2 = output[1], output[3]
+    w1, w2, w3, w4, w5, w6, w7, w8 = w
     # Output layer: delta_o = dE/dout_o * dout_o/do.
-    delta_o1 = (out_o1 - t[0]) * out_o1 * (1.0 - out_o1)
-    delta_o2 = (out_o2 - t[1]) * out_o2 * (1.0 - out_o2)
-    dw[4] = delta_o1 * out_h1
-    dw[5] = delta_o1 * out_h2
-    dw[6] = delta_o2 * out_h1
-    dw[7] = delta_o2 * out_h2
+    delta_o1 = (out_o1 - t1) * out_o1 * (1.0 - out_o1)
+    delta_o2 = (out_o2 - t2) * out_o2 * (1.0 - out_o2)
+    dE_dw5 = delta_o1 * out_h1
+    dE_dw6 = delta_o1 * out_h2
+    dE_dw7 = delta_o2 * out_h1
+    dE_dw8 = delta_o2 * out_h2
     # Hidden layer: both output errors flow back through the pre-update w5..w8.
-    delta_h1 = (delta_o1 * w[4] + delta_o2 * w[6]) * out_h1 * (1.0 - out_h1)
-    delta_h2 = (delta_o1 * w[5] + delta_o2 * w[7]) * out_h2 * (1.0 - out_h2)
-    dw[0] = delta_h1 * i[0]
-    dw[1] = delta_h1 * i[1]
-    dw[2] = delta_h2 * i[0]
-    dw[3] = delta_h2 * i[1]
+    delta_h1 = (delta_o1 * w5 + delta_o2 * w7) * out_h1 * (1.0 - out_h1)
+    delta_h2 = (delta_o1 * w6 + delta_o2 * w8) * out_h2 * (1.0 - out_h2)
+    dE_dw1 = delta_h1 * i1
+    dE_dw2 = delta_h1 * i2
+    dE_dw3 = delta_h2 * i1
+    dE_dw4 = delta_h2 * i2
+    return dE_dw1, dE_dw2, dE_dw3, dE_dw4, dE_dw5, dE_dw6, dE_dw7, dE_dw8
 
 
 @njit(cache=True)
-def toy_train_kernel(W, hidden, output, errors, dW, w0, i, t, lr):
-    """S steps of gradient descent from w0.  Row s of W (S, 8) holds the weights before step
-    s's update; hidden (S, 4), output (S, 4), errors (S, 3) and dW (S, 8) that step's cells."""
-    w = w0.copy()
-    for s in range(W.shape[0]):
-        W[s] = w
-        toy_forward(hidden[s], output[s], errors[s], w, i, t)
-        toy_backward(dW[s], w, i, t, hidden[s], output[s])
-        # All eight weights move together, from the same forward pass.
+def toy_step(w, i1, i2, t1, t2, lr):
+    """Forward, backward and the update of all eight weights together, from the same forward
+    pass.  Returns (cells of toy_forward, gradients, updated weights)."""
+    cells = toy_forward(w, i1, i2, t1, t2)
+    _, out_h1, _, out_h2, _, out_o1, _, out_o2, _, _, _ = cells
+    g = toy_backward(w, i1, i2, t1, t2, out_h1, out_h2, out_o1, out_o2)
+    updated = (w[0] - lr * g[0], w[1] - lr * g[1], w[2] - lr * g[2], w[3] - lr * g[3],
+               w[4] - lr * g[4], w[5] - lr * g[5], w[6] - lr * g[6], w[7] - lr * g[7])
+    return cells, g, updated
+
+
+@njit(cache=True)
+def toy_train_kernel(rows, w0, i, t, lr):
+    """S steps of gradient descent from w0 (8,), inputs i (2,), targets t (2,).
+    rows (S, 27): per step the weights before its update (8), the forward cells (11) and the
+    gradients (8), in the order of COLUMNS[5:]."""
+    w = (w0[0], w0[1], w0[2], w0[3], w0[4], w0[5], w0[6], w0[7])
+    for s in range(rows.shape[0]):
+        cells, g, updated = toy_step(w, i[0], i[1], t[0], t[1], lr)
         for k in range(8):
-            w[k] -= lr * dW[s, k]
+            rows[s, k] = w[k]
+            rows[s, 19 + k] = g[k]
+        for k in range(11):
+            rows[s, 8 + k] = cells[k]
+        w = updated
 
 
 @njit(cache=True)
 def toy_train_grid_kernel(E_total, w0, i, t, lr):
     """A grid of G independent nets in one call, recording only E_total (G, S).
-    w0 (G, 8) starts, i (G, 2), t (G, 2), lr (G,).  Same arithmetic as toy_train_kernel."""
+    w0 (G, 8) starts, i (G, 2), t (G, 2), lr (G,).  The same toy_step as toy_train_kernel,
+    so the same bits."""
     G, S = E_total.shape
-    hidden = np.empty(4)
-    output = np.empty(4)
-    errors = np.empty(3)
-    dw = np.empty(8)
     for g in range(G):
-        w = w0[g].copy()
+        w = (w0[g, 0], w0[g, 1], w0[g, 2], w0[g, 3], w0[g, 4], w0[g, 5], w0[g, 6], w0[g, 7])
         for s in range(S):
-            toy_forward(hidden, output, errors, w, i[g], t[g])
-            toy_backward(dw, w, i[g], t[g], hidden, output)
-            E_total[g, s] = errors[2]
-            for k in range(8):
-                w[k] -= lr[g] * dw[k]
+            cells, _, w = toy_step(w, i[g, 0], i[g, 1], t[g, 0], t[g, 1], lr[g])
+            E_total[g, s] = cells[10]
 
 
 def _as_vector(name, values, size):
@@ -106,6 +115,15 @@ def _as_vector(name, values, size):
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name}: expected finite numbers, found {array.tolist()}")
     return np.ascontiguousarray(array)
+
+
+def _check_lr_steps(lr, steps):
+    lr = float(lr)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr: expected a finite number > 0, found {lr}")
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps: expected an integer >= 1, found {steps}")
+    return lr, int(steps)
 
 
 def random_weights(seed, init_range):
@@ -124,17 +142,10 @@ def train(weights, inputs, targets, lr, steps):
     w0 = _as_vector("weights", weights, 8)
     i = _as_vector("inputs", inputs, 2)
     t = _as_vector("targets", targets, 2)
-    lr = float(lr)
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr: expected a finite number > 0, found {lr}")
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps: expected an integer >= 1, found {steps}")
-    steps = int(steps)
-    W, dW = np.empty((steps, 8)), np.empty((steps, 8))
-    hidden, output = np.empty((steps, 4)), np.empty((steps, 4))
-    errors = np.empty((steps, 3))
-    toy_train_kernel(W, hidden, output, errors, dW, w0, i, t, lr)
-    frame = pd.DataFrame(np.hstack([W, hidden, output, errors, dW]), columns=COLUMNS[5:])
+    lr, steps = _check_lr_steps(lr, steps)
+    rows = np.empty((steps, len(COLUMNS) - 5))
+    toy_train_kernel(rows, w0, i, t, lr)
+    frame = pd.DataFrame(rows, columns=COLUMNS[5:])
     frame.insert(0, "step", np.arange(steps))
     for k, name in enumerate(["i1", "i2"]):
         frame.insert(1 + k, name, i[k])
@@ -143,19 +154,18 @@ def train(weights, inputs, targets, lr, steps):
     return frame
 
 
-def summarize(history):
-    """One run's summary from its history: E_total at the first and last step, and the first
-    step at which E_total fell below 1% of its start (<NA> if never)."""
-    E = history["E_total"].to_numpy()
-    below = np.flatnonzero(E < 0.01 * E[0])
-    return {
-        "E_total_first": E[0],
-        "E_total_last": E[-1],
-        "steps_to_1pct": int(history["step"].iloc[below[0]]) if below.size else pd.NA,
-    }
-
-
 RUN_KEYS = ["lr", "init", "seed"]
+SUMMARY_COLUMNS = [*RUN_KEYS, "E_total_first", "E_total_last", "steps_to_1pct"]
+HISTORY_HEADER = ",".join([*RUN_KEYS, *COLUMNS])
+SUMMARY_HEADER = ",".join(SUMMARY_COLUMNS)
+
+
+def summarize(E_total):
+    """One run's summary from its E_total per step: the first and last value, and the first
+    step at which it fell below 1% of its start (None if never)."""
+    below = np.flatnonzero(E_total < 0.01 * E_total[0])
+    return {"E_total_first": float(E_total[0]), "E_total_last": float(E_total[-1]),
+            "steps_to_1pct": int(below[0]) if below.size else None}
 
 
 def run(weights, inputs, targets, lr, steps, seed=None, init_range=(-1.0, 1.0)):
@@ -169,17 +179,33 @@ def run(weights, inputs, targets, lr, steps, seed=None, init_range=(-1.0, 1.0)):
     return history
 
 
-def aggregate(histories):
-    """Concatenate run histories in a canonical order (lr, sheet before random, seed, step) and
-    summarize each run.  Returns (history, summary)."""
-    history = pd.concat(histories, ignore_index=True)
-    order = history["init"].map({"sheet": 0, "random": 1})
-    history = (history.assign(_order=order)
-               .sort_values(["lr", "_order", "seed", "step"], na_position="first", kind="stable")
-               .drop(columns="_order").reset_index(drop=True))
-    rows = [{"lr": lr, "init": init, "seed": seed, **summarize(group)}
-            for (lr, init, seed), group in history.groupby(RUN_KEYS, sort=False, dropna=False)]
-    summary = pd.DataFrame(rows)
-    summary["seed"] = summary["seed"].astype("Int64")
-    summary["steps_to_1pct"] = summary["steps_to_1pct"].astype("Int64")
-    return history, summary
+def _number(value):
+    # repr is the shortest string that reads back to the same float; NaN is left blank, as
+    # pandas writes it.
+    return "" if value != value else repr(value)
+
+
+def sweep_part(runs, weights, inputs, targets, steps, init_range):
+    """The rows of history.csv and summary.csv (text, no header) for `runs`, a list of
+    (lr, seed) with seed None for the sheet start, in that order.
+
+    Formats what `run(...).to_csv()` would, byte for byte, without pandas' per-cell cost:
+    a sweep of 10,000 runs writes a million rows."""
+    i = _as_vector("inputs", inputs, 2)
+    t = _as_vector("targets", targets, 2)
+    fixed = ",".join(_number(v) for v in [*i.tolist(), *t.tolist()])
+    rows = np.empty((_check_lr_steps(1.0, steps)[1], len(COLUMNS) - 5))
+    history, summary = [], []
+    for lr, seed in runs:
+        lr = _check_lr_steps(lr, steps)[0]
+        start = weights if seed is None else random_weights(seed, init_range)
+        toy_train_kernel(rows, _as_vector("weights", start, 8), i, t, lr)
+        init = "sheet" if seed is None else "random"
+        keys = f"{lr!r},{init},{'' if seed is None else int(seed)}"
+        for step, values in enumerate(rows.tolist()):
+            history.append(f"{keys},{step},{fixed}," + ",".join(map(_number, values)))
+        result = summarize(rows[:, 8 + CELLS.index("E_total")])
+        last = "" if result["steps_to_1pct"] is None else str(result["steps_to_1pct"])
+        summary.append(f"{keys},{_number(result['E_total_first'])},"
+                       f"{_number(result['E_total_last'])},{last}")
+    return "".join(line + "\n" for line in history), "".join(line + "\n" for line in summary)

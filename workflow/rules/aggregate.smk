@@ -3,7 +3,8 @@
 
 rule toy_aggregate:
     input:
-        toy_run_files(),
+        history=toy_part_files("csv"),
+        summary=toy_part_files("summary.csv"),
     output:
         history="results/toy/history.csv",
         summary="results/toy/summary.csv",
@@ -13,8 +14,8 @@ rule toy_aggregate:
     params:
         jitprop=JITPROP,
     shell:
-        "{params.jitprop} toy-aggregate {input:q} --history {output.history:q}"
-        " --summary {output.summary:q} 2> {log:q}"
+        "{params.jitprop} toy-aggregate {input.history:q} --summary-parts {input.summary:q}"
+        " --history {output.history:q} --summary {output.summary:q} 2> {log:q}"
 
 
 rule toy_figures:

@@ -23,25 +23,42 @@ def lr_label(lr):
     return repr(float(lr))
 
 
-def toy_starts():
-    return ["sheet"] + [f"seed{seed}" for seed in config["toy"]["seeds"]]
+def toy_runs():
+    """Every toy run as (lr, start) in the canonical order of history.csv: learning rates
+    ascending, the sheet start first, then seeds ascending."""
+    toy = config["toy"]
+    starts = ["sheet"] + [f"seed{seed}" for seed in sorted(toy["seeds"])]
+    return [(lr, start) for lr in sorted(toy["learning_rates"]) for start in starts]
 
 
-def toy_run_files():
-    return [
-        f"results/toy/runs/lr~{lr_label(lr)}/start~{start}.csv"
-        for lr in config["toy"]["learning_rates"]
-        for start in toy_starts()
-    ]
+def toy_parts():
+    """The jobs' outputs, in canonical order: one per run (self-describing paths), or, with
+    toy.runs_per_job > 1, one per chunk of that many consecutive runs."""
+    runs, size = toy_runs(), config["toy"]["runs_per_job"]
+    if size == 1:
+        return [f"lr~{lr_label(lr)}/start~{start}" for lr, start in runs]
+    return [f"chunk~{index:05d}" for index in range(-(-len(runs) // size))]
+
+
+def toy_part_files(suffix):
+    return [f"results/toy/runs/{part}.{suffix}" for part in toy_parts()]
 
 
 def toy_run_args(wildcards):
-    """Arguments of `jitprop toy` for one run, every value from the config (or the path)."""
+    """Arguments of `jitprop toy` for one job, every value from the config (or the path)."""
     toy = config["toy"]
     args = ["--steps", toy["steps"], "--weights", *toy["weights"], "--inputs", *toy["inputs"]]
     args += ["--targets", *toy["targets"], "--init-range", *toy["init_range"]]
-    if wildcards.start != "sheet":
-        args += ["--seed", wildcards.start.removeprefix("seed")]
+    if wildcards.part.startswith("chunk~"):
+        size = toy["runs_per_job"]
+        first = int(wildcards.part.removeprefix("chunk~")) * size
+        for lr, start in toy_runs()[first : first + size]:
+            args += ["--run", lr, start.removeprefix("seed")]
+    else:
+        lr, start = (field.split("~")[1] for field in wildcards.part.split("/"))
+        args += ["--lr", lr]
+        if start != "sheet":
+            args += ["--seed", start.removeprefix("seed")]
     return [repr(a) if isinstance(a, float) else str(a) for a in args]
 
 
