@@ -1,0 +1,81 @@
+"""The toy net's kernels against a pure-Python implementation of the same equations, run side by
+side in this process: seconds per training step, and net-steps per second of the batched grid
+kernel (one core: the kernels are serial).
+
+    python benchmarks/toy_kernel.py
+"""
+
+import math
+import time
+
+import numpy as np
+
+from jitprop import toy
+
+SHEET_W = [0.15, 0.2, 0.25, 0.3, 0.4, 0.45, 0.5, 0.55]
+
+
+def python_train(w, i1, i2, t1, t2, lr, steps):
+    """The exercise's equations in plain Python floats, one step at a time."""
+    w1, w2, w3, w4, w5, w6, w7, w8 = w
+    for _ in range(steps):
+        out_h1 = 1 / (1 + math.exp(-(w1 * i1 + w2 * i2)))
+        out_h2 = 1 / (1 + math.exp(-(w3 * i1 + w4 * i2)))
+        out_o1 = 1 / (1 + math.exp(-(w5 * out_h1 + w6 * out_h2)))
+        out_o2 = 1 / (1 + math.exp(-(w7 * out_h1 + w8 * out_h2)))
+        d1 = (out_o1 - t1) * out_o1 * (1 - out_o1)
+        d2 = (out_o2 - t2) * out_o2 * (1 - out_o2)
+        dh1 = (d1 * w5 + d2 * w7) * out_h1 * (1 - out_h1)
+        dh2 = (d1 * w6 + d2 * w8) * out_h2 * (1 - out_h2)
+        w1, w2 = w1 - lr * dh1 * i1, w2 - lr * dh1 * i2
+        w3, w4 = w3 - lr * dh2 * i1, w4 - lr * dh2 * i2
+        w5, w6 = w5 - lr * d1 * out_h1, w6 - lr * d1 * out_h2
+        w7, w8 = w7 - lr * d2 * out_h1, w8 - lr * d2 * out_h2
+    return w1, w2, w3, w4, w5, w6, w7, w8
+
+
+def best(function, repeats=3):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main():
+    i, t = np.array([0.05, 0.1]), np.array([0.5, 0.5])
+    w0 = np.array(SHEET_W)
+    python_steps, kernel_steps = 20_000, 1_000_000
+    python_s = best(lambda: python_train(SHEET_W, 0.05, 0.1, 0.5, 0.5, 0.5, python_steps))
+    rows = np.empty((kernel_steps, len(toy.COLUMNS) - 5))
+    toy.toy_train_kernel(rows[:2], w0, i, t, 0.5)  # compile or load the cache first
+    kernel_s = best(lambda: toy.toy_train_kernel(rows, w0, i, t, 0.5))
+    per_python, per_kernel = python_s / python_steps, kernel_s / kernel_steps
+    print("toy 2-2-2 net, one training step (forward, backward, update; the kernel also writes "
+          "all 27 cells of the step)")
+    print(f"{'implementation':<28} {'ns/step':>10} {'speed-up':>9}")
+    print(f"{'pure Python (baseline)':<28} {per_python * 1e9:>10.0f} {1:>9.1f}")
+    print(f"{'toy_train_kernel':<28} {per_kernel * 1e9:>10.0f} {per_python / per_kernel:>9.1f}")
+
+    G, S = 10_000, 100
+    rng = np.random.default_rng(0)
+    starts = rng.uniform(-1, 1, (G, 8))
+    rates = np.geomspace(0.05, 5, G)
+    inputs, targets = np.tile(i, (G, 1)), np.tile(t, (G, 1))
+    E = np.empty((G, S))
+    toy.toy_train_grid_kernel(E[:1], starts[:1], inputs[:1], targets[:1], rates[:1])
+    grid_s = best(lambda: toy.toy_train_grid_kernel(E, starts, inputs, targets, rates))
+    python_grid = per_python * G * S
+    print(f"\ngrid of {G} nets x {S} steps in one call (1 core)")
+    print(f"{'implementation':<28} {'net-steps/s':>12} {'speed-up':>9}")
+    print(f"{'pure Python (baseline)':<28} {1 / per_python:>12.3g} {1:>9.1f}")
+    print(f"{'toy_train_grid_kernel':<28} {G * S / grid_s:>12.3g} {python_grid / grid_s:>9.1f}")
+    identical = all(
+        np.array_equal(E[g], toy.train(starts[g], i, t, rates[g], S)["E_total"].to_numpy())
+        for g in range(0, G, 997))
+    print(f"grid rows bit-identical to single runs (every 997th net checked): {identical}")
+
+
+if __name__ == "__main__":
+    main()
