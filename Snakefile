@@ -27,6 +27,19 @@ include: "workflow/rules/mlp.smk"
 include: "workflow/rules/aggregate.smk"
 
 
+# Light steps stay on the submitting machine under a cluster executor; the download needs the
+# internet, which compute nodes often lack.
+localrules:
+    all,
+    toy,
+    mlp,
+    download_mnist,
+    toy_aggregate,
+    toy_figures,
+    mlp_aggregate,
+    mlp_figures,
+
+
 rule all:
     default_target: True
     input:

@@ -2,7 +2,18 @@
 Snakemake rules call these; they are as usable by hand."""
 
 import argparse
+import os
 import sys
+
+
+def _node_local_cache():
+    """Under SLURM, unless NUMBA_CACHE_DIR is set, keep Numba's cache on the node's own scratch
+    disk: jobs on many nodes then never race on one cache over a network filesystem, and each
+    node compiles each kernel once.  Must run before numba is imported."""
+    if "SLURM_JOB_ID" in os.environ and "NUMBA_CACHE_DIR" not in os.environ:
+        scratch = os.environ.get("SLURM_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+        user = os.environ.get("USER") or str(os.getuid())
+        os.environ["NUMBA_CACHE_DIR"] = os.path.join(scratch, f"jitprop-numba-cache-{user}")
 
 
 def _threads(value):
@@ -11,7 +22,8 @@ def _threads(value):
 
     numba.set_num_threads(max(1, min(value, numba.config.NUMBA_NUM_THREADS)))
     # The first line of every job's log: what the job was allowed, for audits and tests.
-    print(f"jitprop: numba threads {numba.get_num_threads()}", file=sys.stderr)
+    cache = os.environ.get("NUMBA_CACHE_DIR", "beside the package")
+    print(f"jitprop: numba threads {numba.get_num_threads()}; cache {cache}", file=sys.stderr)
 
 
 def _start(text):
@@ -233,6 +245,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    _node_local_cache()
     _threads(args.threads)
     try:
         args.func(args)

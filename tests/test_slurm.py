@@ -1,0 +1,77 @@
+"""The sweep on a real single-node SLURM (tests/slurm_cluster.py), submitted through the
+project's SLURM profile and Snakemake's executor plugin; its results must equal a local run's
+byte for byte."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import slurm_cluster
+from test_workflow import REPRODUCIBLE, digests_of
+
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    why = slurm_cluster.unavailable()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the SLURM test, but: {why}")
+        pytest.skip(why)
+    if shutil.which("sbatch") and not _plugin_installed():
+        pytest.fail("snakemake-executor-plugin-slurm is missing: pip install -e '.[slurm]'")
+    cluster = slurm_cluster.Cluster(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def _plugin_installed():
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def setup(root, mnist_dir, workdir):
+    config = yaml.safe_load((root / "tests/config/tiny.yaml").read_text())
+    config["mlp"]["data_dir"] = str(mnist_dir)
+    workdir.mkdir(parents=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def run(root, workdir, *args, env=None):
+    command = [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "--directory",
+               str(workdir), "--configfile", str(workdir / "config.yaml"), *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    return result
+
+
+def test_sweep_through_the_slurm_profile_equals_a_local_run(root, mnist_dir, cluster, tmp_path):
+    local, slurm = tmp_path / "local", tmp_path / "slurm"
+    setup(root, mnist_dir, local)
+    setup(root, mnist_dir, slurm)
+    run(root, local, "--cores", "2")
+    # squeue, not sacct: the test cluster keeps no accounting.  Short polls keep it quick.
+    run(root, slurm, "--profile", str(root / "workflow/profiles/slurm"),
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+        "--slurm-no-account", "--slurm-keep-successful-logs", env=cluster.env)
+    assert digests_of(slurm, REPRODUCIBLE) == digests_of(local, REPRODUCIBLE)
+    # The jobs really went through SLURM: one log per submission.  Nine toy runs shared one
+    # group job; the six MLP runs got one each; aggregation stayed on the submitting side.
+    logs = slurm / ".snakemake/slurm_logs"
+    submissions = sorted(path.relative_to(logs) for path in logs.rglob("*.log"))
+    assert len(submissions) == 7, f"{len(submissions)} SLURM jobs: {submissions}"
+    kinds = sorted({path.parts[0] for path in submissions})
+    assert kinds == ["group_toy_runs_toy_run", "rule_mlp_run"], kinds
+    # Jobs on a node keep Numba's cache on its local scratch.
+    log = (slurm / "results/logs/mlp/lr~0.05/seed~0.log").read_text().splitlines()[0]
+    scratch = os.environ.get("SLURM_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    assert f"cache {scratch}/jitprop-numba-cache-" in log, log
