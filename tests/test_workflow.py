@@ -144,6 +144,23 @@ def test_bad_config_stops_before_any_job(root, mnist_dir, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_corrupt_data_fails_before_training_and_leaves_nothing(root, mnist_dir, tmp_path):
+    data = tmp_path / "mnist"
+    data.mkdir()
+    for path in mnist_dir.glob("*.gz"):
+        (data / path.name).write_bytes(path.read_bytes())
+    labels = data / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:2000])  # truncated
+    config = tiny_config(root, mnist_dir, tmp_path, mlp__data_dir=str(data))
+    result = snakemake(root, tmp_path, "mlp", "--cores", "2", "--configfile", str(config),
+                       check=False)
+    assert result.returncode != 0
+    runs = tmp_path / "results/mlp/runs"
+    assert not [p for p in runs.rglob("*") if p.is_file()], "a failed job left files behind"
+    log = (tmp_path / "results/logs/mlp/lr~0.05/seed~0.log").read_text()
+    assert f"{labels}: corrupt or truncated gzip data" in log, log
+
+
 def test_lint(root):
     """Every lint but one must be clean.  Not fixed, by design: 'Specify a conda environment or
     container' -- jobs run the installed package with Snakemake's own interpreter."""

@@ -143,6 +143,16 @@ def activation_backward(dh, h, activation):
 
 
 @njit(cache=True)
+def row_argmax(logits, n):
+    """Index of the largest logit of row n (the first, on ties): the predicted class."""
+    best = 0
+    for k in range(1, logits.shape[1]):
+        if logits[n, k] > logits[n, best]:
+            best = k
+    return best
+
+
+@njit(cache=True)
 def cross_entropy_forward_backward(dlogits, logits, y):
     """Softmax then -log p[label].  dlogits (B, K), logits (B, K), y (B,) labels."""
     B, K = logits.shape
@@ -150,10 +160,7 @@ def cross_entropy_forward_backward(dlogits, logits, y):
     correct = 0
     inv_b = 1.0 / B
     for n in range(B):
-        best = 0
-        for k in range(1, K):
-            if logits[n, k] > logits[n, best]:
-                best = k
+        best = row_argmax(logits, n)
         correct += best == y[n]
         m = logits[n, best]
         s = 0.0
@@ -175,11 +182,7 @@ def squared_error_forward_backward(dlogits, logits, y):
     correct = 0
     inv_b = 1.0 / B
     for n in range(B):
-        best = 0
-        for k in range(1, K):
-            if logits[n, k] > logits[n, best]:
-                best = k
-        correct += best == y[n]
+        correct += row_argmax(logits, n) == y[n]
         for k in range(K):
             out = 1.0 / (1.0 + math.exp(-logits[n, k]))
             target = 1.0 if k == y[n] else 0.0
