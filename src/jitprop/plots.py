@@ -136,14 +136,14 @@ def _curves(history, summary, path, metrics, ylabel, title, log_y):
 
 def mlp_loss_curves(history, summary, path):
     _curves(history, summary, path, [("train_loss", "train loss (mean over the epoch)"),
-                                     ("test_loss", "test loss (10k test set, end of epoch)")],
+                                     ("test_loss", "test loss (test set, end of epoch)")],
             "loss", "MLP on MNIST: loss per epoch", log_y=True)
 
 
 def mlp_accuracy_curves(history, summary, path):
     _curves(history, summary, path,
             [("train_accuracy", "train accuracy (over the epoch)"),
-             ("test_accuracy", "test accuracy (10k test set, end of epoch)")],
+             ("test_accuracy", "test accuracy (test set, end of epoch)")],
             "accuracy", "MLP on MNIST: accuracy per epoch", log_y=False)
 
 
@@ -172,6 +172,6 @@ def mlp_accuracy_vs_lr(by_lr, path):
     ax.set_ylabel("final test accuracy (%)")
     ax.set_title("MLP on MNIST: final test accuracy vs learning rate")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="best")
     save_figure(figure, path)
     plt.close(figure)
