@@ -276,19 +276,26 @@ def sgd_momentum_update(theta, velocity, grad, net, lr, momentum, weight_decay):
 
 
 @njit(cache=True)
+def evaluate_batch(acts, dacts, theta, batch, net, activation, loss):
+    """Forward and loss of one batch = (x, y), writing dloss/dlogits into dacts' logits slot.
+    Returns (summed loss, correct predictions); updates nothing."""
+    x, y = batch
+    shapes, _, act_offsets = net
+    B, last = x.shape[0], shapes.shape[0] - 1
+    network_forward(acts, theta, x, net, activation)
+    return loss_forward_backward(layer_acts(dacts, shapes, act_offsets, last, B),
+                                 layer_acts(acts, shapes, act_offsets, last, B), y, loss)
+
+
+@njit(cache=True)
 def train_step(theta, velocity, grad, acts, dacts, batch, net, activation, loss, lr, momentum,
                weight_decay, limit):
     """Forward, loss, backward and update on one batch = (x, y).
     Returns (summed loss, correct predictions).  When the mean loss is above `limit` (or NaN)
     the weights are left as they are: the caller stops the run as diverged."""
-    x, y = batch
-    shapes, _, act_offsets = net
-    B, last = x.shape[0], shapes.shape[0] - 1
-    network_forward(acts, theta, x, net, activation)
-    total, correct = loss_forward_backward(layer_acts(dacts, shapes, act_offsets, last, B),
-                                           layer_acts(acts, shapes, act_offsets, last, B), y,
-                                           loss)
-    if not total / B <= limit:
+    x = batch[0]
+    total, correct = evaluate_batch(acts, dacts, theta, batch, net, activation, loss)
+    if not total / x.shape[0] <= limit:
         return total, correct
     network_backward(grad, dacts, theta, acts, x, net, activation)
     sgd_momentum_update(theta, velocity, grad, net, lr, momentum, weight_decay)
@@ -315,17 +322,6 @@ def train_batches(totals, corrects, theta, velocity, grad, acts, dacts, batch, n
         if not total / size <= limit:
             return i + 1
     return totals.size
-
-
-@njit(cache=True)
-def evaluate_batch(acts, dacts, theta, batch, net, activation, loss):
-    """(summed loss, correct predictions) of one batch, without updating anything."""
-    x, y = batch
-    shapes, _, act_offsets = net
-    B, last = x.shape[0], shapes.shape[0] - 1
-    network_forward(acts, theta, x, net, activation)
-    return loss_forward_backward(layer_acts(dacts, shapes, act_offsets, last, B),
-                                 layer_acts(acts, shapes, act_offsets, last, B), y, loss)
 
 
 @njit(cache=True)
