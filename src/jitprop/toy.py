@@ -117,19 +117,28 @@ def _as_vector(name, values, size):
     return np.ascontiguousarray(array)
 
 
-def _check_lr_steps(lr, steps):
+def _check_lr(lr):
     lr = float(lr)
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr: expected a finite number > 0, found {lr}")
+    return lr
+
+
+def _check_steps(steps):
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps: expected an integer >= 1, found {steps}")
-    return lr, int(steps)
+    return int(steps)
 
 
 def random_weights(seed, init_range):
     """Eight weights drawn from U(init_range) by numpy.random.default_rng(seed)."""
     low, high = init_range
     return np.random.default_rng(seed).uniform(low, high, size=8)
+
+
+def start_weights(weights, seed, init_range):
+    """A run's first weights: the sheet's `weights` when seed is None, else random_weights."""
+    return weights if seed is None else random_weights(seed, init_range)
 
 
 def train(weights, inputs, targets, lr, steps):
@@ -142,7 +151,7 @@ def train(weights, inputs, targets, lr, steps):
     w0 = _as_vector("weights", weights, 8)
     i = _as_vector("inputs", inputs, 2)
     t = _as_vector("targets", targets, 2)
-    lr, steps = _check_lr_steps(lr, steps)
+    lr, steps = _check_lr(lr), _check_steps(steps)
     rows = np.empty((steps, len(COLUMNS) - 5))
     toy_train_kernel(rows, w0, i, t, lr)
     frame = pd.DataFrame(rows, columns=COLUMNS[5:])
@@ -171,8 +180,7 @@ def summarize(E_total):
 def run(weights, inputs, targets, lr, steps, seed=None, init_range=(-1.0, 1.0)):
     """One run of the sweep: from the sheet's `weights`, or, when `seed` is given, from weights
     drawn by `random_weights(seed, init_range)`.  The history gains the columns lr, init, seed."""
-    start = weights if seed is None else random_weights(seed, init_range)
-    history = train(start, inputs, targets, lr, steps)
+    history = train(start_weights(weights, seed, init_range), inputs, targets, lr, steps)
     history.insert(0, "seed", pd.array([seed] * len(history), dtype="Int64"))
     history.insert(0, "init", "sheet" if seed is None else "random")
     history.insert(0, "lr", float(lr))
@@ -194,12 +202,12 @@ def sweep_part(runs, weights, inputs, targets, steps, init_range):
     i = _as_vector("inputs", inputs, 2)
     t = _as_vector("targets", targets, 2)
     fixed = ",".join(_number(v) for v in [*i.tolist(), *t.tolist()])
-    rows = np.empty((_check_lr_steps(1.0, steps)[1], len(COLUMNS) - 5))
+    rows = np.empty((_check_steps(steps), len(COLUMNS) - 5))
     history, summary = [], []
     for lr, seed in runs:
-        lr = _check_lr_steps(lr, steps)[0]
-        start = weights if seed is None else random_weights(seed, init_range)
-        toy_train_kernel(rows, _as_vector("weights", start, 8), i, t, lr)
+        lr = _check_lr(lr)
+        start = _as_vector("weights", start_weights(weights, seed, init_range), 8)
+        toy_train_kernel(rows, start, i, t, lr)
         init = "sheet" if seed is None else "random"
         keys = f"{lr!r},{init},{'' if seed is None else int(seed)}"
         for step, values in enumerate(rows.tolist()):
