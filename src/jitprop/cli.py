@@ -112,7 +112,8 @@ def cmd_mlp(args):
         io.write_csv(frame, f"{args.out}/{name}.csv")
     if result["diverged"]:
         print(f"jitprop mlp: lr {args.lr} seed {args.seed} diverged at step "
-              f"{result['diverged_step']} (loss not finite); marked diverged", file=sys.stderr)
+              f"{result['diverged_step']} (batch loss NaN/inf or above --divergence-threshold "
+              "times the first); marked diverged", file=sys.stderr)
 
 
 def cmd_mlp_aggregate(args):

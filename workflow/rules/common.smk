@@ -4,17 +4,14 @@ import shlex
 from pathlib import Path
 import sys
 
+from jitprop.data import FILES, GZ_MD5
+
 # Jobs run the package with the interpreter that runs Snakemake, so no activated venv or PATH
 # entry is needed, locally or on a cluster node.
 JITPROP = f"{shlex.quote(sys.executable)} -m jitprop"
 
 
-MNIST_GZ = [
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-]
+MNIST_GZ = list(GZ_MD5)
 MLP_TABLES = ["history", "steps", "summary", "timing"]
 
 
@@ -74,11 +71,9 @@ def mnist_files():
     """The four IDX files the MLP reads: in data_dir, gzipped (as downloaded) unless the user's
     directory holds them decompressed."""
     data_dir = Path(config["mlp"]["data_dir"])
-    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
-    stems += ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     return [
         str(data_dir / stem) if (data_dir / stem).is_file() else str(data_dir / f"{stem}.gz")
-        for stem in stems
+        for stem in FILES.values()
     ]
 
 
