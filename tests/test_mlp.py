@@ -1,5 +1,6 @@
 """MLP kernels: central finite differences, a NumPy reference, training and divergence."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -63,6 +64,64 @@ def test_float32_close_to_float64_reference():
     assert value == pytest.approx(ref_value, rel=1e-5)
     np.testing.assert_allclose(grads[0][0], ref_grads[0][0], rtol=1e-3, atol=1e-6,
                                err_msg="dW1 (float32) differs")
+
+
+def one_term_at_a_time(x, W, b):
+    """out = b + x[:, 0] W[0] + x[:, 1] W[1] + ..., each product rounded, zero x skipped: the
+    plain loop whose bits the layer kernels must give, however they block and vectorize."""
+    out = np.tile(b, (x.shape[0], 1))
+    for n, k in zip(*np.nonzero(x), strict=True):  # row-major: k in order within each n
+        out[n] = out[n] + x[n, k] * W[k]
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("B", "D", "H"), [(7, 13, 10), (64, 50, 33), (3, 2, 1)])
+def test_layer_kernels_give_the_bits_of_one_term_at_a_time(dtype, B, D, H):
+    rng = np.random.default_rng(B * D * H)
+    x = rng.normal(size=(B, D)).astype(dtype)
+    x[rng.random((B, D)) < 0.6] = 0
+    W, b = rng.normal(size=(D, H)).astype(dtype), rng.normal(size=H).astype(dtype)
+    dout = rng.normal(size=(B, H)).astype(dtype)
+    expected_out = one_term_at_a_time(x, W, b)
+    expected_dW = one_term_at_a_time(x.T, dout, np.zeros(H, dtype))  # dW = x^T dout
+    expected_dx = one_term_at_a_time(dout, W.T, np.zeros(D, dtype))  # no zeros in dout
+    out, dW, db, dx = (np.empty_like(a) for a in (expected_out, W, b, x))
+    mlp.dense_forward(out, x, W, b)
+    np.testing.assert_array_equal(out, expected_out, err_msg="dense_forward")
+    mlp.dense_backward_params(dW, db, dout, x)
+    np.testing.assert_array_equal(dW, expected_dW, err_msg="dense_backward_params dW")
+    np.testing.assert_array_equal(db, np.cumsum(dout, axis=0)[-1], err_msg="db")
+    mlp.dense_backward_input(dx, dout, W)
+    np.testing.assert_array_equal(dx, expected_dx, err_msg="dense_backward_input")
+    # The input layer's kernels, on the nonzero entries listed by row and by column.
+    network = mlp.Network([D, H], dtype)
+    _, _, _, buffers = network.buffers(B)
+    rows, cols, _ = mlp.gather_batch(buffers, network.samples(x, np.zeros(B), scale=1),
+                                     np.arange(B))
+    mlp.sparse_forward(out, rows, W, b)
+    np.testing.assert_array_equal(out, expected_out, err_msg="sparse_forward")
+    mlp.transpose_rows(cols, rows, B)
+    mlp.sparse_backward_params(dW, db, dout, cols)
+    np.testing.assert_array_equal(dW, expected_dW, err_msg="sparse_backward_params dW")
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread here")
+def test_training_gives_the_same_bits_on_one_thread_and_two():
+    train_set = images(300, 4)
+    kwargs = dict(layers=[784, 40, 24, 10], activation="relu", loss="cross_entropy", lr=0.05,
+                  seed=2, epochs=2, batch_size=32)
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            results.append(mlp.train(train_set, train_set, **kwargs))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    (one, two) = results
+    assert one["history"] == two["history"] and one["steps"] == two["steps"]
+    for (W1, b1), (W2, b2) in zip(one["params"], two["params"], strict=True):
+        assert W1.tobytes() == W2.tobytes() and b1.tobytes() == b2.tobytes()
 
 
 def test_init_is_he_or_glorot_and_seeded():

@@ -15,18 +15,21 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh")
 LOSSES = ("cross_entropy", "squared_error")
 
 
-# --------------------------------------------------------------------------- sparse inputs
-# MNIST pixels are mostly zero (about 81%), and so are relu outputs (about half), so each layer
-# reads its input as a list of nonzero entries: by rows (each sample's entries, in input order)
-# for the forward pass, and by columns (each input's entries, in sample order) for dW.
-# `rows` = (start, column, value): row n's entries at start[n]:start[n + 1]; `cols` alike.
-# Skipping exact zeros and keeping the order of the sums, the kernels give the same bits as
-# the dense loops over every entry would.
+# --------------------------------------------------------------------------- layers
+# Every kernel keeps the order of its sums: out = b + x[0] W[0] + x[1] W[1] + ..., one rounded
+# product at a time, skipping only the terms whose input x[k] is exactly zero.  So however the
+# loops are blocked, vectorized or spread over threads, the result is the same bits.
+#
+# The input layer reads MNIST pixels, about 81% zero: it works on lists of the nonzero
+# entries, by rows (each sample's pixels, in order) for the forward pass and by columns (each
+# pixel's samples, in order) for dW.  `rows` = (start, column, value), row n's entries at
+# start[n]:start[n + 1]; `cols` alike.  The other layers are dense and vectorize along the
+# batch (forward) or along their inputs (dW), skipping zero inputs with a select, not a branch.
 
 
 @njit(cache=True)
 def compress_rows(rows, x):
-    """Fill rows (buffers of x.size entries or more) with x (B, D)'s nonzero entries.
+    """Fill rows (buffers of x.size entries or more) with x (N, D)'s nonzero entries.
     Branch-free: every entry is written, but the count only moves past nonzero ones."""
     start, column, value = rows
     t = 0
@@ -35,6 +38,20 @@ def compress_rows(rows, x):
             column[t], value[t] = k, x[n, k]
             t += x[n, k] != 0
         start[n + 1] = t
+
+
+@njit(cache=True)
+def nonzeros(x):
+    """The nonzero entries of x (N, D) as rows (start (N + 1,), column, value) of their exact
+    size (plus one entry: compress_rows writes one past the last nonzero)."""
+    count = 0
+    for n in range(x.shape[0]):
+        for k in range(x.shape[1]):
+            count += x[n, k] != 0
+    rows = (np.zeros(x.shape[0] + 1, np.int64), np.empty(count + 1, np.int32),
+            np.empty(count + 1, x.dtype))
+    compress_rows(rows, x)
+    return rows
 
 
 @njit(cache=True)
@@ -61,25 +78,6 @@ def transpose_rows(cols, rows, B):
 
 
 @njit(cache=True)
-def nonzeros(x):
-    """The nonzero entries of x (N, D) as rows (start (N + 1,), column, value) of their exact
-    size (plus one entry: compress_rows writes one past the last nonzero)."""
-    count = 0
-    for n in range(x.shape[0]):
-        for k in range(x.shape[1]):
-            count += x[n, k] != 0
-    rows = (np.zeros(x.shape[0] + 1, np.int64), np.empty(count + 1, np.int32),
-            np.empty(count + 1, x.dtype))
-    compress_rows(rows, x)
-    return rows
-
-
-# --------------------------------------------------------------------------- dense layer
-# The inner loops all run along a contiguous row of H (or D) numbers, so LLVM turns them
-# into SIMD code; every output element still sums its terms one at a time in index order.
-
-
-@njit(cache=True)
 def add_scaled_rows(out, M, index, value, first, last):
     """out (H,) += value[t] * M[index[t]] for t = first, ..., last - 1, in that order.
 
@@ -99,7 +97,7 @@ def add_scaled_rows(out, M, index, value, first, last):
 
 
 @njit(cache=True, parallel=True)
-def dense_forward(out, rows, W, b):
+def sparse_forward(out, rows, W, b):
     """out (B, H) = x @ W (D, H) + b (H,), x (B, D) given by its nonzero `rows`:
     out[n] = b + the sum of x[n, k] * W[k] over the nonzero x[n, k], k in order."""
     start, column, value = rows
@@ -109,34 +107,90 @@ def dense_forward(out, rows, W, b):
 
 
 @njit(cache=True, parallel=True)
-def dense_backward_params(dW, db, dout, cols):
+def sparse_backward_params(dW, db, dout, cols):
     """dW (D, H) = x^T @ dout (B, H), db (H,) = column sums of dout, x given by its nonzero
     `cols`: dW[k] = 0 + the sum of x[n, k] * dout[n] over the nonzero x[n, k], n in order."""
-    B, H = dout.shape
-    for j in range(H):
-        db[j] = 0
-    for n in range(B):
-        for j in range(H):
-            db[j] += dout[n, j]
+    column_sums(db, dout)
     start, sample, value = cols
     for k in prange(dW.shape[0]):
         dW[k] = 0
         add_scaled_rows(dW[k], dout, sample, value, start[k], start[k + 1])
 
 
+@njit(cache=True)
+def column_sums(db, dout):
+    """db (H,) = dout (B, H) summed over the batch, n in order."""
+    db[:] = 0
+    for n in range(dout.shape[0]):
+        for j in range(dout.shape[1]):
+            db[j] += dout[n, j]
+
+
+@njit(cache=True)
+def add_if_nonzero(s, a, w):
+    """s + a * w, or s itself when a is zero: a select, which vectorizes, not a branch."""
+    return s + a * w if a != 0 else s
+
+
+@njit(cache=True, parallel=True)
+def dense_forward(out, x, W, b):
+    """out (B, H) = x (B, D) @ W (D, H) + b (H,), skipping x's zeros.
+
+    Works on x^T so that each output unit's B sums advance together along contiguous memory,
+    four inputs k per pass, k in order."""
+    B, D = x.shape
+    xT, outT = np.ascontiguousarray(x.T), np.empty((W.shape[1], B), out.dtype)
+    for j in prange(W.shape[1]):
+        o = outT[j]
+        o[:] = b[j]
+        for k in range(0, D - D % 4, 4):
+            w0, w1, w2, w3 = W[k, j], W[k + 1, j], W[k + 2, j], W[k + 3, j]
+            x0, x1, x2, x3 = xT[k], xT[k + 1], xT[k + 2], xT[k + 3]
+            for n in range(B):
+                s = add_if_nonzero(o[n], x0[n], w0)
+                s = add_if_nonzero(s, x1[n], w1)
+                s = add_if_nonzero(s, x2[n], w2)
+                o[n] = add_if_nonzero(s, x3[n], w3)
+        for k in range(D - D % 4, D):
+            for n in range(B):
+                o[n] = add_if_nonzero(o[n], xT[k, n], W[k, j])
+    out[:] = outT.T
+
+
+@njit(cache=True, parallel=True)
+def dense_backward_params(dW, db, dout, x):
+    """dW (D, H) = x (B, D)^T @ dout (B, H), skipping x's zeros; db (H,) = column sums of dout.
+
+    Builds dW^T so that each output unit's D sums advance together along contiguous rows of
+    x, four samples n per pass, n in order."""
+    column_sums(db, dout)
+    B, D = x.shape
+    dWT = np.empty((dout.shape[1], D), dW.dtype)
+    for j in prange(dout.shape[1]):
+        g = dWT[j]
+        g[:] = 0
+        for n in range(0, B - B % 4, 4):
+            d0, d1, d2, d3 = dout[n, j], dout[n + 1, j], dout[n + 2, j], dout[n + 3, j]
+            x0, x1, x2, x3 = x[n], x[n + 1], x[n + 2], x[n + 3]
+            for k in range(D):
+                s = add_if_nonzero(g[k], x0[k], d0)
+                s = add_if_nonzero(s, x1[k], d1)
+                s = add_if_nonzero(s, x2[k], d2)
+                g[k] = add_if_nonzero(s, x3[k], d3)
+        for n in range(B - B % 4, B):
+            for k in range(D):
+                g[k] = add_if_nonzero(g[k], x[n, k], dout[n, j])
+    dW[:] = dWT.T
+
+
 @njit(cache=True, parallel=True)
 def dense_backward_input(dx, dout, W):
-    """dx (B, D) = dout (B, H) @ W (D, H)^T, through a transposed copy of W so that the inner
-    loop runs along a row: dx[n] = the sum of dout[n, j] * W^T[j], j in order."""
-    WT = np.ascontiguousarray(W.T)
+    """dx (B, D) = dout (B, H) @ W (D, H)^T: row n is the sum of dout[n, j] * W^T[j], j in
+    order, so a transposed copy of W makes it add_scaled_rows over all H rows."""
+    WT, every = np.ascontiguousarray(W.T), np.arange(W.shape[1])
     for n in prange(dout.shape[0]):
-        r = dx[n]
-        for k in range(r.size):
-            r[k] = 0
-        for j in range(WT.shape[0]):
-            a, w = dout[n, j], WT[j]
-            for k in range(r.size):
-                r[k] += a * w[k]
+        dx[n] = 0
+        add_scaled_rows(dx[n], WT, every, dout[n], 0, every.size)
 
 
 # --------------------------------------------------------------------------- activations
@@ -296,18 +350,17 @@ def layer_acts(acts, shapes, act_offsets, layer, B):
 @njit(cache=True)
 def network_forward(acts, theta, batch, net, activation):
     """Hidden layers dense + activation, the last layer linear: its outputs are the logits.
-    Each layer reads its input's nonzero rows from the batch (see gather_batch): the first
-    layer's are filled in already, the others' are found here from the layer below."""
+    The first layer reads the batch's nonzero inputs (see gather_batch)."""
     shapes, offsets, act_offsets = net
-    inputs, y = batch
+    rows, _, y = batch
     B = y.size
     for layer in range(shapes.shape[0]):
         W, b = layer_params(theta, shapes, offsets, layer)
-        rows = inputs[layer][0]
-        if layer > 0:
-            compress_rows(rows, layer_acts(acts, shapes, act_offsets, layer - 1, B))
         out = layer_acts(acts, shapes, act_offsets, layer, B)
-        dense_forward(out, rows, W, b)
+        if layer == 0:
+            sparse_forward(out, rows, W, b)
+        else:
+            dense_forward(out, layer_acts(acts, shapes, act_offsets, layer - 1, B), W, b)
         if layer < shapes.shape[0] - 1:
             activation_forward(out, activation)
 
@@ -317,7 +370,7 @@ def network_backward(grad, dacts, theta, acts, batch, net, activation):
     """Mirror of network_forward, line for line in reverse, from dacts' logits slot
     (dloss/dlogits) down to the first layer's weights."""
     shapes, offsets, act_offsets = net
-    inputs, y = batch
+    rows, cols, y = batch
     B = y.size
     for layer in range(shapes.shape[0] - 1, -1, -1):
         dout = layer_acts(dacts, shapes, act_offsets, layer, B)
@@ -325,10 +378,11 @@ def network_backward(grad, dacts, theta, acts, batch, net, activation):
             activation_backward(dout, layer_acts(acts, shapes, act_offsets, layer, B), activation)
         W, _ = layer_params(theta, shapes, offsets, layer)
         dW, db = layer_params(grad, shapes, offsets, layer)
-        rows, cols = inputs[layer]
-        transpose_rows(cols, rows, B)
-        dense_backward_params(dW, db, dout, cols)
-        if layer > 0:
+        if layer == 0:
+            transpose_rows(cols, rows, B)
+            sparse_backward_params(dW, db, dout, cols)
+        else:
+            dense_backward_params(dW, db, dout, layer_acts(acts, shapes, act_offsets, layer - 1, B))
             dense_backward_input(layer_acts(dacts, shapes, act_offsets, layer - 1, B), dout, W)
 
 
@@ -366,7 +420,7 @@ def sgd_momentum_update(theta, velocity, grad, net, lr, momentum, weight_decay):
 def evaluate_batch(acts, dacts, theta, batch, net, activation, loss):
     """Forward and loss of one batch (see gather_batch), writing dloss/dlogits into dacts'
     logits slot.  Returns (summed loss, correct predictions); updates nothing."""
-    y = batch[1]
+    y = batch[2]
     shapes, _, act_offsets = net
     B, last = y.size, shapes.shape[0] - 1
     network_forward(acts, theta, batch, net, activation)
@@ -381,7 +435,7 @@ def train_step(theta, velocity, grad, acts, dacts, batch, net, activation, loss,
     Returns (summed loss, correct predictions).  When the mean loss is above `limit` (or NaN)
     the weights are left as they are: the caller stops the run as diverged."""
     total, correct = evaluate_batch(acts, dacts, theta, batch, net, activation, loss)
-    if not total / batch[1].size <= limit:
+    if not total / batch[2].size <= limit:
         return total, correct
     network_backward(grad, dacts, theta, acts, batch, net, activation)
     sgd_momentum_update(theta, velocity, grad, net, lr, momentum, weight_decay)
@@ -395,14 +449,14 @@ def train_batches(totals, corrects, theta, velocity, grad, acts, dacts, buffers,
     starting at sample `first`; rates[i] is batch i's learning rate.  Writes each batch's
     summed loss and correct count; returns how many batches it trained, fewer than asked when
     one's mean loss blew up past `limit` (its loss is written, its update is not made)."""
-    B, N = buffers[1].size, order.size
+    B, N = buffers[2].size, order.size
     for i in range(totals.size):
         start = first + i * B
         batch = gather_batch(buffers, samples, order[start: min(start + B, N)])
         total, correct = train_step(theta, velocity, grad, acts, dacts, batch, net, activation,
                                     loss, rates[i], momentum, weight_decay, limit)
         totals[i], corrects[i] = total, correct
-        if not total / batch[1].size <= limit:
+        if not total / batch[2].size <= limit:
             return i + 1
     return totals.size
 
@@ -410,19 +464,19 @@ def train_batches(totals, corrects, theta, velocity, grad, acts, dacts, buffers,
 @njit(cache=True)
 def gather_batch(buffers, samples, index):
     """The batch of samples[index]: samples = (nonzero rows of the inputs (N, D), labels (N,),
-    scale), see Network.samples; buffers = (per layer (rows, cols) of its input, labels) for up
-    to B samples.  Copies the chosen rows, divided by scale, into the first layer's, and the
-    labels; returns the buffers with the labels cut to len(index): the batch (inputs, y)."""
+    scale), see Network.samples; buffers = (rows, cols, labels) for up to B samples.  Copies
+    the chosen rows, divided by scale, and labels; returns the batch (rows, cols, y), y cut to
+    len(index).  cols, the same entries by column, are filled in by the backward pass."""
     (start, column, value), labels, scale = samples
-    inputs, y = buffers
-    row_start, row_column, row_value = inputs[0][0]
+    rows, cols, y = buffers
+    row_start, row_column, row_value = rows
     for n in range(index.size):
         first, t = start[index[n]], row_start[n]
         row_start[n + 1] = t + start[index[n] + 1] - first
         for i in range(row_start[n + 1] - t):
             row_column[t + i], row_value[t + i] = column[first + i], value[first + i] / scale
         y[n] = labels[index[n]]
-    return inputs, y[: index.size]
+    return rows, cols, y[: index.size]
 
 
 # --------------------------------------------------------------------------- model level
@@ -473,13 +527,13 @@ class Network:
         act_offsets = np.concatenate([[0], np.cumsum(B * self.shapes[:, 1])]).astype(np.int64)
         acts = np.empty(act_offsets[-1], self.dtype)
 
-        def entries(lists, size):
-            return (np.zeros(lists + 1, np.int64), np.empty(size, np.int32),
-                    np.empty(size, self.dtype))
-        inputs = tuple((entries(B, B * int(D)), entries(int(D), B * int(D)))
-                       for D in self.shapes[:, 0])
-        net = (self.shapes, self.offsets, act_offsets[:-1])
-        return acts, np.empty_like(acts), net, (inputs, np.empty(B, np.int64))
+        D = int(self.shapes[0, 0])
+
+        def entries(lists):
+            return np.zeros(lists + 1, np.int64), np.empty(B * D, np.int32), np.empty(B * D,
+                                                                                      self.dtype)
+        batch = (entries(B), entries(D), np.empty(B, np.int64))
+        return acts, np.empty_like(acts), (self.shapes, self.offsets, act_offsets[:-1]), batch
 
     def samples(self, x, labels, scale=255):
         """A data set as gather_batch reads it: the nonzero entries of x (N, D), uint8 pixels
