@@ -461,7 +461,7 @@ def train_batches(totals, corrects, theta, velocity, grad, acts, dacts, buffers,
     return totals.size
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def gather_batch(buffers, samples, index):
     """The batch of samples[index]: samples = (nonzero rows of the inputs (N, D), labels (N,),
     scale), see Network.samples; buffers = (rows, cols, labels) for up to B samples.  Copies
@@ -471,8 +471,9 @@ def gather_batch(buffers, samples, index):
     rows, cols, y = buffers
     row_start, row_column, row_value = rows
     for n in range(index.size):
+        row_start[n + 1] = row_start[n] + start[index[n] + 1] - start[index[n]]
+    for n in prange(index.size):
         first, t = start[index[n]], row_start[n]
-        row_start[n + 1] = t + start[index[n] + 1] - first
         for i in range(row_start[n + 1] - t):
             row_column[t + i], row_value[t + i] = column[first + i], value[first + i] / scale
         y[n] = labels[index[n]]
