@@ -1,6 +1,10 @@
 """The toy net's kernels against a pure-Python implementation of the same equations, run side by
-side in this process: seconds per training step, and net-steps per second of the batched grid
-kernel (one core: the kernels are serial).
+side in this process: time per training step of one run, and net-steps per second of the grid
+kernel, which trains many nets at once (one core: the kernels are serial).
+
+One run is a chain: each step needs the weights of the one before, and a step's critical path
+holds two exp and two divisions, so it is bound by their latency, not by throughput.  The grid
+kernel steps many independent nets side by side, one per SIMD lane.
 
     python benchmarks/toy_kernel.py
 """
@@ -52,8 +56,8 @@ def main():
     toy.toy_train_kernel(rows[:2], w0, i, t, 0.5)  # compile or load the cache first
     kernel_s = best(lambda: toy.toy_train_kernel(rows, w0, i, t, 0.5))
     per_python, per_kernel = python_s / python_steps, kernel_s / kernel_steps
-    print("toy 2-2-2 net, one training step (forward, backward, update; the kernel also writes "
-          "all 27 cells of the step)")
+    print("toy 2-2-2 net, one training step of one run (forward, backward, update; the kernel "
+          "also writes all 27 cells of the step)")
     print(f"{'implementation':<28} {'ns/step':>10} {'speed-up':>9}")
     print(f"{'pure Python (baseline)':<28} {per_python * 1e9:>10.0f} {1:>9.1f}")
     print(f"{'toy_train_kernel':<28} {per_kernel * 1e9:>10.0f} {per_python / per_kernel:>9.1f}")

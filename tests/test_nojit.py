@@ -7,7 +7,7 @@ import sys
 
 
 def test_kernels_without_jit(root):
-    selection = "reference or central or published or grid or training_step or bits"
+    selection = "reference or central or published or grid or training_step or bits or exp"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", selection,
          "tests/test_toy.py", "tests/test_mlp.py"],

@@ -1,12 +1,15 @@
 """The 2-2-2 exercise network: published values, a slow reference, finite differences."""
 
+import decimal
 import io
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from jitprop import toy
+from jitprop.exp import exp
 
 import reference
 
@@ -96,17 +99,44 @@ def test_all_weights_update_together_from_one_forward_pass():
     np.testing.assert_array_equal(history.loc[1, toy.WEIGHTS].to_numpy(float), w0 - 0.5 * g0)
 
 
-def test_grid_kernel_is_bit_identical_to_single_runs():
+@pytest.mark.parametrize("block", [64, 5])  # one block of SIMD lanes; blocks with a remainder
+def test_grid_kernel_is_bit_identical_to_single_runs(block):
     rates = np.array([0.1, 0.5, 2.0, 1e4])
     starts = np.array([SHEET_W, *[toy.random_weights(s, (-1, 1)) for s in (1, 2, 3)]])
     G = len(rates) * len(starts)
     w0 = np.repeat(starts[None], len(rates), axis=0).reshape(G, 8)
     lr = np.repeat(rates, len(starts))
     E = np.empty((G, 30))
-    toy.toy_train_grid_kernel(E, w0, np.tile(INPUTS, (G, 1)), np.tile(TARGETS, (G, 1)), lr)
+    toy.toy_train_grid_kernel(E, w0, np.tile(INPUTS, (G, 1)), np.tile(TARGETS, (G, 1)), lr,
+                              block)
     for g in range(G):
         single = toy.train(w0[g], INPUTS, TARGETS, lr[g], 30)["E_total"].to_numpy()
         np.testing.assert_array_equal(E[g], single, err_msg=f"E_total of grid net {g} differs")
+
+
+def correctly_rounded_exp(x):
+    """e ** x to 40 digits by the decimal module, then rounded once to the nearest float64."""
+    with decimal.localcontext(decimal.Context(prec=40, Emin=-9999, Emax=9999)):
+        return float(decimal.Decimal(x).exp())
+
+
+def test_exp_is_within_one_ulp_of_correctly_rounded():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-1, 1, 2000), rng.uniform(-40, 40, 2000),
+                        rng.uniform(-708, 709.78, 2000), rng.uniform(-745, -708, 300),
+                        [0.0, -0.0, 1.0, -1.0, 0.5 * math.log(2), 709.78, -708.39, -745.0]])
+    got = np.array([exp(v) for v in x])
+    expected = np.array([correctly_rounded_exp(v) for v in x])
+    normal = expected >= np.finfo(float).tiny
+    ulps = np.abs(got - expected)[normal] / np.spacing(expected[normal])
+    assert ulps.max() <= 1, f"worst error {ulps.max()} ulp at x = {x[normal][ulps.argmax()]}"
+    # Subnormal results: within one unit of the smallest subnormal.
+    assert np.abs(got - expected)[~normal].max() <= np.finfo(float).smallest_subnormal
+    assert exp(800.0) == math.inf and exp(-800.0) == 0.0 and math.isnan(exp(math.nan))
+    assert exp(math.inf) == math.inf and exp(-math.inf) == 0.0
+    # The interpreter's exp (math.ldexp for 2 ** n) gives the compiled one's bits.
+    interpreted = getattr(exp, "py_func", exp)  # exp itself under NUMBA_DISABLE_JIT=1
+    np.testing.assert_array_equal([interpreted(v) for v in x[::50]], got[::50])
 
 
 def test_random_start_is_seeded_uniform():

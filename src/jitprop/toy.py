@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
+from jitprop.exp import exp
+
 WEIGHTS = [f"w{k}" for k in range(1, 9)]
 HIDDEN = ["h1", "out_h1", "h2", "out_h2"]
 OUTPUT = ["o1", "out_o1", "o2", "out_o2"]
@@ -22,12 +24,12 @@ COLUMNS = ["step", "i1", "i2", "t1", "t2", *WEIGHTS, *HIDDEN, *OUTPUT, *ERRORS, 
 CELLS = [*HIDDEN, *OUTPUT, *ERRORS]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x))
+    return 1.0 / (1.0 + exp(-x))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def toy_forward(w, i1, i2, t1, t2):
     """One forward pass of weights w = (w1, ..., w8) on inputs i1, i2 with targets t1, t2.
     Returns (h1, out_h1, h2, out_h2, o1, out_o1, o2, out_o2, E1, E2, E_total)."""
@@ -45,7 +47,7 @@ def toy_forward(w, i1, i2, t1, t2):
     return h1, out_h1, h2, out_h2, o1, out_o1, o2, out_o2, E1, E2, E1 + E2
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def toy_backward(w, i1, i2, t1, t2, out_h1, out_h2, out_o1, out_o2):
     """Gradients (dE_total/dw1, ..., dE_total/dw8) from the saved forward outputs
     (sigmoid'(x) = s(1 - s)).  Mirrors toy_forward in reverse."""
@@ -67,7 +69,7 @@ def toy_backward(w, i1, i2, t1, t2, out_h1, out_h2, out_o1, out_o2):
     return dE_dw1, dE_dw2, dE_dw3, dE_dw4, dE_dw5, dE_dw6, dE_dw7, dE_dw8
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def toy_step(w, i1, i2, t1, t2, lr):
     """Forward, backward and the update of all eight weights together, from the same forward
     pass.  Returns (cells of toy_forward, gradients, updated weights)."""
@@ -79,7 +81,9 @@ def toy_step(w, i1, i2, t1, t2, lr):
     return cells, g, updated
 
 
-@njit(cache=True)
+# error_model="numpy": IEEE division, without Python's check for a zero divisor (sigmoid's
+# 1 + e**-x is never zero), which would keep the grid kernel's loop over nets from vectorizing.
+@njit(cache=True, error_model="numpy")
 def toy_train_kernel(rows, w0, i, t, lr):
     """S steps of gradient descent from w0 (8,), inputs i (2,), targets t (2,).
     rows (S, 27): per step the weights before its update (8), the forward cells (11) and the
@@ -95,17 +99,30 @@ def toy_train_kernel(rows, w0, i, t, lr):
         w = updated
 
 
-@njit(cache=True)
-def toy_train_grid_kernel(E_total, w0, i, t, lr):
-    """A grid of G independent nets in one call, recording only E_total (G, S).
-    w0 (G, 8) starts, i (G, 2), t (G, 2), lr (G,).  The same toy_step as toy_train_kernel,
-    so the same bits."""
+@njit(cache=True, error_model="numpy")
+def toy_train_grid_kernel(E_total, w0, i, t, lr, block=64):
+    """A grid of G independent nets in one call, recording E_total (G, S) of every step.
+    w0 (G, 8) starts, i (G, 2), t (G, 2), lr (G,).
+
+    Nets go in blocks of `block`; within a block every net takes step s before any takes step
+    s + 1, so the loop over nets vectorizes, a SIMD lane a net, each lane doing the same IEEE
+    operations in the same order as toy_train_kernel: the same bits."""
     G, S = E_total.shape
-    for g in range(G):
-        w = (w0[g, 0], w0[g, 1], w0[g, 2], w0[g, 3], w0[g, 4], w0[g, 5], w0[g, 6], w0[g, 7])
+    w, E = np.empty((8, block)), np.empty((S, block))
+    for first in range(0, G, block):
+        size = min(block, G - first)
+        nets = slice(first, first + size)
+        w[:, :size] = w0[nets].T
+        i1, i2 = i[nets, 0].copy(), i[nets, 1].copy()
+        t1, t2, rate = t[nets, 0].copy(), t[nets, 1].copy(), lr[nets].copy()
         for s in range(S):
-            cells, _, w = toy_step(w, i[g, 0], i[g, 1], t[g, 0], t[g, 1], lr[g])
-            E_total[g, s] = cells[10]
+            for n in range(size):
+                weights = (w[0, n], w[1, n], w[2, n], w[3, n], w[4, n], w[5, n], w[6, n], w[7, n])
+                cells, _, updated = toy_step(weights, i1[n], i2[n], t1[n], t2[n], rate[n])
+                E[s, n] = cells[10]
+                for k in range(8):
+                    w[k, n] = updated[k]
+        E_total[nets] = E[:, :size].T
 
 
 def _as_vector(name, values, size):
