@@ -112,6 +112,17 @@ def test_jobs_get_the_threads_of_their_rule(tiny_run):
     assert list(timing.columns) == ["lr", "seed", "epoch", "seconds"]
 
 
+def test_mlp_jobs_on_two_threads_give_the_same_bytes(root, mnist_dir, tiny_run, tmp_path):
+    config = tiny_config(root, mnist_dir, tmp_path)
+    snakemake(root, tmp_path, "mlp", "--cores", "2", "--set-threads", "mlp_run=2",
+              "--configfile", str(config))
+    mlp_outputs = [name for name in REPRODUCIBLE if "mlp" in name]
+    assert digests_of(tmp_path, mlp_outputs) == digests_of(tiny_run, mlp_outputs)
+    threads = min(2, len(os.sched_getaffinity(0)))
+    for log in (tmp_path / "results/logs/mlp").rglob("seed*.log"):
+        assert log.read_text().startswith(f"jitprop: numba threads {threads};"), log
+
+
 def test_rerun_from_scratch_with_one_core_gives_the_same_bytes(root, mnist_dir, tiny_run,
                                                                 tmp_path):
     config = tiny_config(root, mnist_dir, tmp_path)

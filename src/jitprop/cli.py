@@ -17,13 +17,19 @@ def _node_local_cache():
 
 
 def _threads(value):
-    """Numba's thread count follows the job's: Snakemake caps BLAS/OpenMP threads, not Numba's."""
+    """Numba's thread count follows the job's: Snakemake caps BLAS/OpenMP threads, not Numba's.
+    Set through the environment before Numba is imported, so that a job which runs no parallel
+    kernel (a toy job) never starts Numba's thread pool, half a second of its start-up."""
+    limit = len(os.sched_getaffinity(0))
+    if "NUMBA_NUM_THREADS" in os.environ:
+        limit = min(limit, int(os.environ["NUMBA_NUM_THREADS"]))
+    os.environ["NUMBA_NUM_THREADS"] = str(max(1, min(value, limit)))
     import numba
 
-    numba.set_num_threads(max(1, min(value, numba.config.NUMBA_NUM_THREADS)))
     # The first line of every job's log: what the job was allowed, for audits and tests.
     cache = os.environ.get("NUMBA_CACHE_DIR", "beside the package")
-    print(f"jitprop: numba threads {numba.get_num_threads()}; cache {cache}", file=sys.stderr)
+    print(f"jitprop: numba threads {numba.config.NUMBA_NUM_THREADS}; cache {cache}",
+          file=sys.stderr)
 
 
 def _start(text):

@@ -9,7 +9,6 @@ h1 = w1*i1 + w2*i2, h2 = w3*i1 + w4*i2, o1 = w5*out_h1 + w6*out_h2, o2 = w7*out_
 import math
 
 import numpy as np
-import pandas as pd
 from numba import njit
 
 from jitprop.exp import exp
@@ -171,6 +170,8 @@ def train(weights, inputs, targets, lr, steps):
     lr, steps = _check_lr(lr), _check_steps(steps)
     rows = np.empty((steps, len(COLUMNS) - 5))
     toy_train_kernel(rows, w0, i, t, lr)
+    import pandas as pd  # here, not at the top: a sweep job's start-up never needs pandas
+
     frame = pd.DataFrame(rows, columns=COLUMNS[5:])
     frame.insert(0, "step", np.arange(steps))
     for k, name in enumerate(["i1", "i2"]):
@@ -197,6 +198,8 @@ def summarize(E_total):
 def run(weights, inputs, targets, lr, steps, seed=None, init_range=(-1.0, 1.0)):
     """One run of the sweep: from the sheet's `weights`, or, when `seed` is given, from weights
     drawn by `random_weights(seed, init_range)`.  The history gains the columns lr, init, seed."""
+    import pandas as pd
+
     history = train(start_weights(weights, seed, init_range), inputs, targets, lr, steps)
     history.insert(0, "seed", pd.array([seed] * len(history), dtype="Int64"))
     history.insert(0, "init", "sheet" if seed is None else "random")
