@@ -2,7 +2,7 @@
 (init_params, loss_and_grads, predict) and the mini-batch SGD training loop.
 
 Shapes: B batch, D fan-in of a layer, H fan-out of a layer, K classes, N samples.
-Kernels are serial and deterministic: the same inputs give the same bits, whatever the threads.
+Kernels are deterministic: the same inputs give the same bits, whatever the number of threads.
 """
 
 import math
@@ -28,30 +28,21 @@ LOSSES = ("cross_entropy", "squared_error")
 
 
 @njit(cache=True)
-def compress_rows(rows, x):
-    """Fill rows (buffers of x.size entries or more) with x (N, D)'s nonzero entries.
-    Branch-free: every entry is written, but the count only moves past nonzero ones."""
-    start, column, value = rows
-    t = 0
-    for n in range(x.shape[0]):
-        for k in range(x.shape[1]):
-            column[t], value[t] = k, x[n, k]
-            t += x[n, k] != 0
-        start[n + 1] = t
-
-
-@njit(cache=True)
 def nonzeros(x):
-    """The nonzero entries of x (N, D) as rows (start (N + 1,), column, value) of their exact
-    size (plus one entry: compress_rows writes one past the last nonzero)."""
-    count = 0
-    for n in range(x.shape[0]):
-        for k in range(x.shape[1]):
-            count += x[n, k] != 0
-    rows = (np.zeros(x.shape[0] + 1, np.int64), np.empty(count + 1, np.int32),
-            np.empty(count + 1, x.dtype))
-    compress_rows(rows, x)
-    return rows
+    """The nonzero entries of x (N, D) as rows (start (N + 1,), column, value): row n's at
+    start[n]:start[n + 1], in column order."""
+    N, D = x.shape
+    start = np.zeros(N + 1, np.int64)
+    for n in range(N):
+        start[n + 1] = start[n] + np.count_nonzero(x[n])
+    column, value = np.empty(start[N], np.int32), np.empty(start[N], x.dtype)
+    for n in range(N):
+        t = start[n]
+        for k in range(D):
+            if x[n, k] != 0:
+                column[t], value[t] = k, x[n, k]
+                t += 1
+    return start, column, value
 
 
 @njit(cache=True)
@@ -527,14 +518,11 @@ class Network:
         """(acts, dacts, net, batch buffers) for batches of up to B samples (see gather_batch)."""
         act_offsets = np.concatenate([[0], np.cumsum(B * self.shapes[:, 1])]).astype(np.int64)
         acts = np.empty(act_offsets[-1], self.dtype)
-
         D = int(self.shapes[0, 0])
-
-        def entries(lists):
-            return np.zeros(lists + 1, np.int64), np.empty(B * D, np.int32), np.empty(B * D,
-                                                                                      self.dtype)
-        batch = (entries(B), entries(D), np.empty(B, np.int64))
-        return acts, np.empty_like(acts), (self.shapes, self.offsets, act_offsets[:-1]), batch
+        rows, cols = ((np.zeros(lists + 1, np.int64), np.empty(B * D, np.int32),
+                       np.empty(B * D, self.dtype)) for lists in (B, D))
+        net = (self.shapes, self.offsets, act_offsets[:-1])
+        return acts, np.empty_like(acts), net, (rows, cols, np.empty(B, np.int64))
 
     def samples(self, x, labels, scale=255):
         """A data set as gather_batch reads it: the nonzero entries of x (N, D), uint8 pixels
