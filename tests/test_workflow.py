@@ -118,7 +118,7 @@ def test_mlp_jobs_on_two_threads_give_the_same_bytes(root, mnist_dir, tiny_run, 
               "--configfile", str(config))
     mlp_outputs = [name for name in REPRODUCIBLE if "mlp" in name]
     assert digests_of(tmp_path, mlp_outputs) == digests_of(tiny_run, mlp_outputs)
-    threads = min(2, len(os.sched_getaffinity(0)))
+    threads = min(2, len(os.sched_getaffinity(0)))  # as the CLI caps it (Linux, as CI)
     for log in (tmp_path / "results/logs/mlp").rglob("seed*.log"):
         assert log.read_text().startswith(f"jitprop: numba threads {threads};"), log
 

@@ -20,7 +20,8 @@ def _threads(value):
     """Numba's thread count follows the job's: Snakemake caps BLAS/OpenMP threads, not Numba's.
     Set through the environment before Numba is imported, so that a job which runs no parallel
     kernel (a toy job) never starts Numba's thread pool, half a second of its start-up."""
-    limit = len(os.sched_getaffinity(0))
+    # The CPUs this process may run on (sched_getaffinity is Linux's; cpu_count elsewhere).
+    limit = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if "NUMBA_NUM_THREADS" in os.environ:
         limit = min(limit, int(os.environ["NUMBA_NUM_THREADS"]))
     os.environ["NUMBA_NUM_THREADS"] = str(max(1, min(value, limit)))
