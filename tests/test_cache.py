@@ -53,3 +53,27 @@ def test_cold_cache_with_many_concurrent_jobs(root, mnist_dir, tmp_path):
     # The cache the racing jobs wrote is whole: a new job loads, compiles nothing.
     lines = toy_job(cache, tmp_path / "c.csv")
     assert not any("saved" in line for line in lines), f"cache incomplete or corrupt: {lines}"
+
+
+def mlp_job(cache, mnist_dir, out):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    return subprocess.run(
+        [sys.executable, "-m", "jitprop", "mlp", "--lr", "0.1", "--seed", "1", "--data-dir",
+         str(mnist_dir), "--layers", "784", "16", "10", "--epochs", "1", "--train-size", "300",
+         "--test-size", "100", "--out", str(out)], capture_output=True, text=True, env=env)
+
+
+def test_callers_compiled_against_cached_parallel_kernels_load_again(mnist_dir, tmp_path):
+    """Jobs sharing a cache fill it in any order: here the training loop is compiled by a job
+    that loaded its parallel kernels from the cache, then loaded by a third job.  Numba once
+    segfaulted exactly there (numba/numba#8578), which jitprop.mlp works around."""
+    cache = tmp_path / "cache"
+    assert mlp_job(cache, mnist_dir, tmp_path / "a").returncode == 0
+    callers = [*cache.rglob("mlp.train_batches-*"), *cache.rglob("mlp.train_step-*")]
+    assert callers, "the first job cached no training loop"
+    for path in callers:
+        path.unlink()
+    for name in ("b", "c"):
+        result = mlp_job(cache, mnist_dir, tmp_path / name)
+        assert result.returncode == 0, f"job {name}: exit {result.returncode}\n{result.stderr}"
+    assert (tmp_path / "a/history.csv").read_bytes() == (tmp_path / "c/history.csv").read_bytes()

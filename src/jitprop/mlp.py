@@ -7,12 +7,23 @@ Kernels are deterministic: the same inputs give the same bits, whatever the numb
 
 import math
 import time
+import warnings
 
 import numpy as np
 from numba import njit, prange
+from numba.core.errors import NumbaPerformanceWarning
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 LOSSES = ("cross_entropy", "squared_error")
+
+# Numba can segfault when a cached function that was compiled against a cached parallel=True
+# callee is later loaded from the cache (numba/numba#8578; reproduced here with two jobs
+# sharing one cache).  So every function that calls a parallel kernel is parallel=True too,
+# though it has no loop of its own to spread over threads, and Numba's warning that it found
+# nothing to parallelize in such a function is silenced.
+warnings.filterwarnings("ignore", r"\s*The keyword argument 'parallel=True' was specified but no "
+                        "transformation for parallel execution was possible",
+                        NumbaPerformanceWarning)
 
 
 # --------------------------------------------------------------------------- layers
@@ -338,7 +349,7 @@ def layer_acts(acts, shapes, act_offsets, layer, B):
     return acts[act_offsets[layer]: act_offsets[layer] + B * H].reshape((B, H))
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def network_forward(acts, theta, batch, net, activation):
     """Hidden layers dense + activation, the last layer linear: its outputs are the logits.
     The first layer reads the batch's nonzero inputs (see gather_batch)."""
@@ -356,7 +367,7 @@ def network_forward(acts, theta, batch, net, activation):
             activation_forward(out, activation)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def network_backward(grad, dacts, theta, acts, batch, net, activation):
     """Mirror of network_forward, line for line in reverse, from dacts' logits slot
     (dloss/dlogits) down to the first layer's weights."""
@@ -394,7 +405,7 @@ def momentum_blocks(W, v, g, lr, momentum, weight_decay, size=8192):
         momentum_step(W[part], v[part], g[part], lr, momentum, weight_decay)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def sgd_momentum_update(theta, velocity, grad, net, lr, momentum, weight_decay):
     """SGD with momentum on every layer: weight decay on W, none on b."""
     shapes, offsets, _ = net
@@ -407,7 +418,7 @@ def sgd_momentum_update(theta, velocity, grad, net, lr, momentum, weight_decay):
                       weight_decay * 0)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def evaluate_batch(acts, dacts, theta, batch, net, activation, loss):
     """Forward and loss of one batch (see gather_batch), writing dloss/dlogits into dacts'
     logits slot.  Returns (summed loss, correct predictions); updates nothing."""
@@ -419,7 +430,7 @@ def evaluate_batch(acts, dacts, theta, batch, net, activation, loss):
                                  layer_acts(acts, shapes, act_offsets, last, B), y, loss)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def train_step(theta, velocity, grad, acts, dacts, batch, net, activation, loss, lr, momentum,
                weight_decay, limit):
     """Forward, loss, backward and update on one batch (see gather_batch).
@@ -433,7 +444,7 @@ def train_step(theta, velocity, grad, acts, dacts, batch, net, activation, loss,
     return total, correct
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def train_batches(totals, corrects, theta, velocity, grad, acts, dacts, buffers, net,
                   activation, loss, samples, order, first, rates, momentum, weight_decay, limit):
     """train_step on len(totals) consecutive batches of the shuffled `order`, the first one
