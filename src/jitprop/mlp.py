@@ -134,28 +134,34 @@ def add_if_nonzero(s, a, w):
     return s + a * w if a != 0 else s
 
 
+@njit(cache=True)
+def add_nonzero_rows(out, X, c):
+    """out (L,) += X[k] * c[k] for the rows k of X (R, L) in order, skipping X's zero entries
+    with a select; four rows per pass over `out`, rounding as four passes would."""
+    R = X.shape[0]
+    for k in range(0, R - R % 4, 4):
+        c0, c1, c2, c3 = c[k], c[k + 1], c[k + 2], c[k + 3]
+        x0, x1, x2, x3 = X[k], X[k + 1], X[k + 2], X[k + 3]
+        for i in range(out.size):
+            s = add_if_nonzero(out[i], x0[i], c0)
+            s = add_if_nonzero(s, x1[i], c1)
+            s = add_if_nonzero(s, x2[i], c2)
+            out[i] = add_if_nonzero(s, x3[i], c3)
+    for k in range(R - R % 4, R):
+        for i in range(out.size):
+            out[i] = add_if_nonzero(out[i], X[k, i], c[k])
+
+
 @njit(cache=True, parallel=True)
 def dense_forward(out, x, W, b):
     """out (B, H) = x (B, D) @ W (D, H) + b (H,), skipping x's zeros.
 
-    Works on x^T so that each output unit's B sums advance together along contiguous memory,
-    four inputs k per pass, k in order."""
-    B, D = x.shape
-    xT, outT = np.ascontiguousarray(x.T), np.empty((W.shape[1], B), out.dtype)
+    Works on x^T so that each output unit's B sums advance together along contiguous memory:
+    unit j's row of out^T is b[j] + the sum over k, in order, of x^T[k] * W[k, j]."""
+    xT, outT = np.ascontiguousarray(x.T), np.empty((W.shape[1], x.shape[0]), out.dtype)
     for j in prange(W.shape[1]):
-        o = outT[j]
-        o[:] = b[j]
-        for k in range(0, D - D % 4, 4):
-            w0, w1, w2, w3 = W[k, j], W[k + 1, j], W[k + 2, j], W[k + 3, j]
-            x0, x1, x2, x3 = xT[k], xT[k + 1], xT[k + 2], xT[k + 3]
-            for n in range(B):
-                s = add_if_nonzero(o[n], x0[n], w0)
-                s = add_if_nonzero(s, x1[n], w1)
-                s = add_if_nonzero(s, x2[n], w2)
-                o[n] = add_if_nonzero(s, x3[n], w3)
-        for k in range(D - D % 4, D):
-            for n in range(B):
-                o[n] = add_if_nonzero(o[n], xT[k, n], W[k, j])
+        outT[j] = b[j]
+        add_nonzero_rows(outT[j], xT, W[:, j])
     out[:] = outT.T
 
 
@@ -164,24 +170,12 @@ def dense_backward_params(dW, db, dout, x):
     """dW (D, H) = x (B, D)^T @ dout (B, H), skipping x's zeros; db (H,) = column sums of dout.
 
     Builds dW^T so that each output unit's D sums advance together along contiguous rows of
-    x, four samples n per pass, n in order."""
+    x: unit j's row of dW^T is 0 + the sum over n, in order, of x[n] * dout[n, j]."""
     column_sums(db, dout)
-    B, D = x.shape
-    dWT = np.empty((dout.shape[1], D), dW.dtype)
+    dWT = np.empty((dout.shape[1], x.shape[1]), dW.dtype)
     for j in prange(dout.shape[1]):
-        g = dWT[j]
-        g[:] = 0
-        for n in range(0, B - B % 4, 4):
-            d0, d1, d2, d3 = dout[n, j], dout[n + 1, j], dout[n + 2, j], dout[n + 3, j]
-            x0, x1, x2, x3 = x[n], x[n + 1], x[n + 2], x[n + 3]
-            for k in range(D):
-                s = add_if_nonzero(g[k], x0[k], d0)
-                s = add_if_nonzero(s, x1[k], d1)
-                s = add_if_nonzero(s, x2[k], d2)
-                g[k] = add_if_nonzero(s, x3[k], d3)
-        for n in range(B - B % 4, B):
-            for k in range(D):
-                g[k] = add_if_nonzero(g[k], x[n, k], dout[n, j])
+        dWT[j] = 0
+        add_nonzero_rows(dWT[j], x, dout[:, j])
     dW[:] = dWT.T
 
 
