@@ -10,6 +10,7 @@ result.  Each figure is the best of --repeats epochs.
 """
 
 import argparse
+import itertools
 import time
 
 import numba
@@ -24,7 +25,7 @@ LAYERS = [784, 128, 10]
 def dense_flops(n_samples, layers):
     """GEMM flops of one epoch: forward and dW for every layer, dX for all but the first."""
     flops = 0
-    for index, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:], strict=True)):
+    for index, (fan_in, fan_out) in enumerate(itertools.pairwise(layers)):
         gemms = 2 if index == 0 else 3
         flops += gemms * 2 * n_samples * fan_in * fan_out
     return flops
@@ -41,9 +42,17 @@ def jitprop_epoch(images, labels, batch, threads):
     """The epoch's training pass as mlp.train times it (and timing.csv records it): after the
     once-per-run listing of nonzero pixels, which setup_seconds measures on its own."""
     numba.set_num_threads(threads)
-    result = mlp.train((images, labels), (images[:1], labels[:1]), layers=LAYERS,
-                       activation="relu", loss="cross_entropy", lr=0.05, seed=0, epochs=1,
-                       batch_size=batch)
+    result = mlp.train(
+        (images, labels),
+        (images[:1], labels[:1]),
+        layers=LAYERS,
+        activation="relu",
+        loss="cross_entropy",
+        lr=0.05,
+        seed=0,
+        epochs=1,
+        batch_size=batch,
+    )
     return result["timing"][0]["seconds"]
 
 
@@ -69,7 +78,7 @@ def numpy_epoch(images, labels, batch, threads):
         start = time.perf_counter()
         order = rng.permutation(len(images))
         for first in range(0, len(images), batch):
-            index = order[first: first + batch]
+            index = order[first : first + batch]
             x = images[index].astype(np.float32) / np.float32(255)
             y = labels[index]
             h = np.maximum(x @ W1 + b1, 0)
@@ -82,8 +91,7 @@ def numpy_epoch(images, labels, batch, threads):
             dW2, db2 = h.T @ p, p.sum(axis=0)
             dh = (p @ W2.T) * (h > 0)
             dW1, db1 = x.T @ dh, dh.sum(axis=0)
-            for param, v, g in zip((W1, b1, W2, b2), velocity, (dW1, db1, dW2, db2),
-                                   strict=True):
+            for param, v, g in zip((W1, b1, W2, b2), velocity, (dW1, db1, dW2, db2), strict=True):
                 v *= mu
                 v += g
                 param -= lr * v
@@ -95,8 +103,9 @@ def torch_epoch(images, labels, batch, threads):
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(),
-                                torch.nn.Linear(128, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10)
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
     # PyTorch's best case: the whole set already as float tensors in memory.
@@ -105,7 +114,7 @@ def torch_epoch(images, labels, batch, threads):
     start = time.perf_counter()
     order = torch.randperm(len(X))
     for first in range(0, len(X), batch):
-        index = order[first: first + batch]
+        index = order[first : first + batch]
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(X[index]), Y[index])
         loss.backward()
@@ -144,9 +153,11 @@ def main():
         runners = {"jitprop": jitprop_epoch, "numpy": numpy_epoch}
     jitprop_epoch(images[:256], labels[:256], 64, 1)  # compile or load the cache first
     flops, done = dense_flops(len(images), LAYERS), sparse_flops(images, LAYERS)
-    print(f"784-128-10 relu, softmax cross-entropy, SGD momentum, float32, {len(images)} images;"
-          f" {flops / 1e9:.1f} GFLOP of dense GEMM work per epoch, {done / 1e9:.1f} GFLOP of it"
-          f" on nonzero pixels; {args.repeats} rounds")
+    print(
+        f"784-128-10 relu, softmax cross-entropy, SGD momentum, float32, {len(images)} images;"
+        f" {flops / 1e9:.1f} GFLOP of dense GEMM work per epoch, {done / 1e9:.1f} GFLOP of it"
+        f" on nonzero pixels; {args.repeats} rounds"
+    )
     header = f"{'threads':>7} {'batch':>5} " + " ".join(f"{name + ' s':>10}" for name in runners)
     header += f" {'vs numpy':>9}" + (f" {'vs torch':>9}" if "torch" in runners else "")
     header += f" {'jitprop GF/s':>12} {'(nonzero)':>9} {'sgemm GF/s':>10}"
@@ -155,8 +166,10 @@ def main():
         for batch in args.batches:
             # Round-robin, so that a burst of load on this shared machine hits all three alike;
             # the ratio is the median of the rounds' ratios, each from back-to-back epochs.
-            rounds = [{name: run(images, labels, batch, threads) for name, run in runners.items()}
-                      for _ in range(args.repeats)]
+            rounds = [
+                {name: run(images, labels, batch, threads) for name, run in runners.items()}
+                for _ in range(args.repeats)
+            ]
             seconds = {name: min(r[name] for r in rounds) for name in runners}
             row = f"{threads:>7} {batch:>5} " + " ".join(f"{s:>10.3f}" for s in seconds.values())
             for baseline in [name for name in ("numpy", "torch") if name in runners]:
@@ -165,11 +178,15 @@ def main():
             row += f" {done / seconds['jitprop'] / 1e9:>9.1f}"
             row += f" {sgemm_gflops(batch, threads):>10.1f}"
             print(row, flush=True)
-    print("seconds: the best round; ratios (< 1: jitprop is faster): the median over rounds. "
-          "jitprop GF/s counts the dense GEMM flops of the epoch; (nonzero) counts those it "
-          "does, skipping zero pixels.")
-    print(f"jitprop's one-off set-up per run (not per epoch), listing the images' nonzero "
-          f"pixels: {setup_seconds(images, labels, args.repeats):.3f} s")
+    print(
+        "seconds: the best round; ratios (< 1: jitprop is faster): the median over rounds. "
+        "jitprop GF/s counts the dense GEMM flops of the epoch; (nonzero) counts those it "
+        "does, skipping zero pixels."
+    )
+    print(
+        f"jitprop's one-off set-up per run (not per epoch), listing the images' nonzero "
+        f"pixels: {setup_seconds(images, labels, args.repeats):.3f} s"
+    )
 
 
 if __name__ == "__main__":

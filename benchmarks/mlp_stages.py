@@ -15,9 +15,17 @@ from numba import njit
 
 from jitprop import data, mlp
 
-STAGES = ["gather the batch", "input layer forward + relu", "output layer forward",
-          "softmax cross-entropy", "output layer dW, db", "output layer dx + relu'",
-          "transpose the batch's pixels", "input layer dW, db", "SGD momentum update"]
+STAGES = [
+    "gather the batch",
+    "input layer forward + relu",
+    "output layer forward",
+    "softmax cross-entropy",
+    "output layer dW, db",
+    "output layer dx + relu'",
+    "transpose the batch's pixels",
+    "input layer dW, db",
+    "SGD momentum update",
+]
 
 
 @njit
@@ -30,7 +38,7 @@ def epoch_until(stage, samples, order, buffers, acts, dacts, theta, velocity, gr
     h, logits = [mlp.layer_acts(acts, shapes, act_offsets, k, B) for k in range(2)]
     dh, dlogits = [mlp.layer_acts(dacts, shapes, act_offsets, k, B) for k in range(2)]
     for first in range(0, order.size - B + 1, B):
-        rows, cols, y = mlp.gather_batch(buffers, samples, order[first: first + B])
+        rows, cols, y = mlp.gather_batch(buffers, samples, order[first : first + B])
         if stage > 1:
             mlp.sparse_forward(h, rows, W1, b1)
             mlp.relu_forward(h)
@@ -48,8 +56,9 @@ def epoch_until(stage, samples, order, buffers, acts, dacts, theta, velocity, gr
         if stage > 7:
             mlp.sparse_backward_params(dW1, db1, dh, cols)
         if stage > 8:
-            mlp.sgd_momentum_update(theta, velocity, grad, net, np.float32(0.01),
-                                    np.float32(0.9), np.float32(0))
+            mlp.sgd_momentum_update(
+                theta, velocity, grad, net, np.float32(0.01), np.float32(0.9), np.float32(0)
+            )
 
 
 def main():
@@ -64,8 +73,17 @@ def main():
     network = mlp.Network([784, 128, 10], "float32")
     theta = network.pack(mlp.init_params([784, 128, 10], 0))
     acts, dacts, net, buffers = network.buffers(args.batch)
-    state = (network.samples(images, labels), np.random.default_rng(0).permutation(len(images)),
-             buffers, acts, dacts, theta, np.zeros_like(theta), np.zeros_like(theta), net)
+    state = (
+        network.samples(images, labels),
+        np.random.default_rng(0).permutation(len(images)),
+        buffers,
+        acts,
+        dacts,
+        theta,
+        np.zeros_like(theta),
+        np.zeros_like(theta),
+        net,
+    )
     cuts = range(1, len(STAGES) + 1)
     for cut in cuts:
         epoch_until(cut, *state)  # compile

@@ -37,8 +37,18 @@ def seconds(command, env=None, cwd=None, repeats=1):
 
 
 def snakemake(workdir, cores, *args):
-    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
-            str(workdir), "--cores", str(cores), *args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        str(cores),
+        *args,
+    ]
 
 
 def row(name, value, target, baseline=""):
@@ -52,8 +62,18 @@ def main():
     parser.add_argument("--skip-default", action="store_true")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="jitprop-bench-"))
-    job = [sys.executable, "-m", "jitprop", "toy", "--lr", "0.5", "--steps", "100", "--out",
-           str(scratch / "run.csv")]
+    job = [
+        sys.executable,
+        "-m",
+        "jitprop",
+        "toy",
+        "--lr",
+        "0.5",
+        "--steps",
+        "100",
+        "--out",
+        str(scratch / "run.csv"),
+    ]
     bare = seconds([sys.executable, "-c", "pass"], repeats=5)
     stack = seconds([sys.executable, "-c", "import numpy, pandas, numba"], repeats=5)
     seconds(job)  # make sure the package's own cache is warm
@@ -62,23 +82,51 @@ def main():
     cold = seconds(job, env=cold_env)
     second = seconds(job, env=cold_env)
     print(f"{'measure':<52} {'seconds':>9} {'target':>10} {'baseline, same run':>26}")
-    row("toy job, warm Numba cache (start-up + 1 run)", f"{warm:.2f}", "<= 1.0",
-        f"python -c pass: {bare:.2f}")
+    row(
+        "toy job, warm Numba cache (start-up + 1 run)",
+        f"{warm:.2f}",
+        "<= 1.0",
+        f"python -c pass: {bare:.2f}",
+    )
     row("", "", "", f"import numpy+pandas+numba: {stack:.2f}")
     row("toy job, cold cache (compiles, fills the cache)", f"{cold:.2f}", "once")
     row("toy job, next job on that cache", f"{second:.2f}", "<= 1.0")
 
     # Peak memory of one MLP job (default network, one epoch), read inside its own process.
     peak = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
-    stack_rss = int(subprocess.run([sys.executable, "-c", f"import numpy, pandas, numba; {peak}"],
-                                   check=True, capture_output=True, text=True).stdout)
-    mlp = ["mlp", "--lr", "0.05", "--seed", "0", "--epochs", "1", "--data-dir", args.data_dir,
-           "--out", str(scratch / "mlp")]
+    stack_rss = int(
+        subprocess.run(
+            [sys.executable, "-c", f"import numpy, pandas, numba; {peak}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    mlp = [
+        "mlp",
+        "--lr",
+        "0.05",
+        "--seed",
+        "0",
+        "--epochs",
+        "1",
+        "--data-dir",
+        args.data_dir,
+        "--out",
+        str(scratch / "mlp"),
+    ]
     code = f"from jitprop.cli import main; main({mlp!r}); {peak}"
-    mlp_rss = int(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                                 text=True).stdout)
-    row("MLP job peak RSS, MB (784-128-10, 1 epoch)", f"{mlp_rss}", "< 400",
-        f"imports alone: {stack_rss} MB")
+    mlp_rss = int(
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout
+    )
+    row(
+        "MLP job peak RSS, MB (784-128-10, 1 epoch)",
+        f"{mlp_rss}",
+        "< 400",
+        f"imports alone: {stack_rss} MB",
+    )
 
     if not args.skip_default:
         default = scratch / "default"
@@ -93,15 +141,25 @@ def main():
     sweep = scratch / "sweep"
     sweep.mkdir()
     rates = [float(f"{x:.4g}") for x in np.geomspace(0.05, 5, 100)]
-    config = {"toy": {"learning_rates": rates, "seeds": list(range(1, 100)), "steps": 100,
-                      "runs_per_job": 1000}}
+    config = {
+        "toy": {
+            "learning_rates": rates,
+            "seeds": list(range(1, 100)),
+            "steps": 100,
+            "runs_per_job": 1000,
+        }
+    }
     (sweep / "config.yaml").write_text(yaml.safe_dump(config))
     dag = seconds(snakemake(sweep, args.cores, "toy", "--dry-run"))
     run = seconds(snakemake(sweep, args.cores, "toy"))
     history = (sweep / "results/toy/history.csv").stat().st_size
     row("10,000-run toy sweep: dry-run DAG", f"{dag:.2f}", "<= 10")
-    row(f"10,000-run toy sweep: end to end (--cores {args.cores})", f"{run:.1f}", "<= 60",
-        f"history.csv: {history / 1e6:.0f} MB")
+    row(
+        f"10,000-run toy sweep: end to end (--cores {args.cores})",
+        f"{run:.1f}",
+        "<= 60",
+        f"history.csv: {history / 1e6:.0f} MB",
+    )
     shutil.rmtree(scratch)
 
 

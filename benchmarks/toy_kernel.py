@@ -56,8 +56,10 @@ def main():
     toy.toy_train_kernel(rows[:2], w0, i, t, 0.5)  # compile or load the cache first
     kernel_s = best(lambda: toy.toy_train_kernel(rows, w0, i, t, 0.5))
     per_python, per_kernel = python_s / python_steps, kernel_s / kernel_steps
-    print("toy 2-2-2 net, one training step of one run (forward, backward, update; the kernel "
-          "also writes all 27 cells of the step)")
+    print(
+        "toy 2-2-2 net, one training step of one run (forward, backward, update; the kernel "
+        "also writes all 27 cells of the step)"
+    )
     print(f"{'implementation':<28} {'ns/step':>10} {'speed-up':>9}")
     print(f"{'pure Python (baseline)':<28} {per_python * 1e9:>10.0f} {1:>9.1f}")
     print(f"{'toy_train_kernel':<28} {per_kernel * 1e9:>10.0f} {per_python / per_kernel:>9.1f}")
@@ -77,7 +79,8 @@ def main():
     print(f"{'toy_train_grid_kernel':<28} {G * S / grid_s:>12.3g} {python_grid / grid_s:>9.1f}")
     identical = all(
         np.array_equal(E[g], toy.train(starts[g], i, t, rates[g], S)["E_total"].to_numpy())
-        for g in range(0, G, 997))
+        for g in range(0, G, 997)
+    )
     print(f"grid rows bit-identical to single runs (every 997th net checked): {identical}")
 
 

@@ -14,7 +14,8 @@ def mnist_dir():
     path = Path(os.environ.get("JITPROP_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
     # Not a skip: CI always has these files, and a missing copy must fail loudly.
     assert (path / "train-images-idx3-ubyte.gz").is_file(), (
-        f"MNIST not found in {path}; set JITPROP_MNIST_DIR to a directory holding the IDX files")
+        f"MNIST not found in {path}; set JITPROP_MNIST_DIR to a directory holding the IDX files"
+    )
     return path.resolve()
 
 

@@ -36,9 +36,19 @@ def toy_step(w, i, t):
     dE_dw2 = dE_dout_h1 * out_h1 * (1 - out_h1) * i2
     dE_dw3 = dE_dout_h2 * out_h2 * (1 - out_h2) * i1
     dE_dw4 = dE_dout_h2 * out_h2 * (1 - out_h2) * i2
-    cells = {"h1": h1, "out_h1": out_h1, "h2": h2, "out_h2": out_h2, "o1": o1,
-             "out_o1": out_o1, "o2": o2, "out_o2": out_o2, "E1": E1, "E2": E2,
-             "E_total": E1 + E2}
+    cells = {
+        "h1": h1,
+        "out_h1": out_h1,
+        "h2": h2,
+        "out_h2": out_h2,
+        "o1": o1,
+        "out_o1": out_o1,
+        "o2": o2,
+        "out_o2": out_o2,
+        "E1": E1,
+        "E2": E2,
+        "E_total": E1 + E2,
+    }
     return cells, [dE_dw1, dE_dw2, dE_dw3, dE_dw4, dE_dw5, dE_dw6, dE_dw7, dE_dw8]
 
 

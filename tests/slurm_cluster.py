@@ -21,7 +21,9 @@ BINARIES = ["munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo"]
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 MARK = "# written by jitprop's test harness (tests/slurm_cluster.py); removed when it stops\n"
 
-SLURM_CONF = MARK + """\
+SLURM_CONF = (
+    MARK
+    + """\
 ClusterName=jitprop-test
 SlurmctldHost={host}
 SlurmUser=root
@@ -52,14 +54,17 @@ MpiDefault=none
 NodeName={host} CPUs={cpus} RealMemory={memory} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
+)
 
 
 def unavailable():
     """Why this machine cannot run the test cluster, or None if it can."""
     missing = [name for name in BINARIES if shutil.which(name) is None]
     if missing:
-        return (f"SLURM/munge not installed ({', '.join(missing)} missing): "
-                "apt-get install slurm-wlm munge")
+        return (
+            f"SLURM/munge not installed ({', '.join(missing)} missing): "
+            "apt-get install slurm-wlm munge"
+        )
     if os.geteuid() != 0:
         return "the test cluster runs slurmd as root; run the tests as root"
     if DEFAULT_CONF.exists() and not DEFAULT_CONF.read_text().startswith(MARK):
@@ -90,32 +95,51 @@ class Cluster:
         key.chmod(0o400)
         (self.root / "munge").chmod(0o700)
         munge_socket = self.root / "munge" / "munge.socket"
-        self._spawn(["munged", "--foreground", "--force", f"--key-file={key}",
-                     f"--socket={munge_socket}", f"--pid-file={self.root}/munge/munged.pid",
-                     f"--log-file={self.root}/munge/munged.log",
-                     f"--seed-file={self.root}/munge/munged.seed"])
+        self._spawn(
+            [
+                "munged",
+                "--foreground",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={munge_socket}",
+                f"--pid-file={self.root}/munge/munged.pid",
+                f"--log-file={self.root}/munge/munged.log",
+                f"--seed-file={self.root}/munge/munged.seed",
+            ]
+        )
         self._wait(lambda: munge_socket.exists(), timeout, "munged did not create its socket")
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 // 2
         self.conf.parent.mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(SLURM_CONF.format(
-            host=socket.gethostname(), munge_socket=munge_socket, root=self.root,
-            ctld_port=free_port(), d_port=free_port(), cpus=os.cpu_count(), memory=memory))
+        self.conf.write_text(
+            SLURM_CONF.format(
+                host=socket.gethostname(),
+                munge_socket=munge_socket,
+                root=self.root,
+                ctld_port=free_port(),
+                d_port=free_port(),
+                cpus=os.cpu_count(),
+                memory=memory,
+            )
+        )
         self._spawn(["slurmctld", "-D", "-i", "-f", str(self.conf)])
         self._spawn(["slurmd", "-D", "-f", str(self.conf)])
         self._wait(self._node_ready, timeout, "the node never became idle")
 
     def _spawn(self, command):
-        log = open(self.root / f"{Path(command[0]).name}.stdout", "w")  # noqa: SIM115
-        self.processes.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                                env=self.env), log))
+        log = open(self.root / f"{Path(command[0]).name}.stdout", "w")
+        self.processes.append(
+            (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env), log)
+        )
 
     def _node_ready(self):
         for process, _ in self.processes:
             if process.poll() is not None:
-                raise RuntimeError(f"{process.args[0]} exited with {process.returncode}:\n"
-                                   + self.logs())
-        state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
-                               env=self.env)
+                raise RuntimeError(
+                    f"{process.args[0]} exited with {process.returncode}:\n" + self.logs()
+                )
+        state = subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, env=self.env
+        )
         return state.returncode == 0 and state.stdout.strip() in ("idle", "mix", "alloc")
 
     def _wait(self, ready, timeout, message):

@@ -10,15 +10,24 @@ import yaml
 
 from test_workflow import digests_of
 
-TABLES = ["results/toy/history.csv", "results/toy/summary.csv", "results/mlp/history.csv",
-          "results/mlp/summary.csv", "results/mlp/steps.csv"]
+TABLES = [
+    "results/toy/history.csv",
+    "results/toy/summary.csv",
+    "results/mlp/history.csv",
+    "results/mlp/summary.csv",
+    "results/mlp/steps.csv",
+]
 
 
 def toy_job(cache, out):
     """One toy job on `cache`; returns the cache lines Numba printed (NUMBA_DEBUG_CACHE)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "NUMBA_DEBUG_CACHE": "1"}
-    result = subprocess.run([sys.executable, "-m", "jitprop", "toy", "--lr", "0.5", "--steps",
-                             "3", "--out", str(out)], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "jitprop", "toy", "--lr", "0.5", "--steps", "3", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     return [line for line in result.stdout.splitlines() if line.startswith("[cache]")]
 
@@ -45,9 +54,23 @@ def test_cold_cache_with_many_concurrent_jobs(root, mnist_dir, tmp_path):
         workdir.mkdir()
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         result = subprocess.run(
-            [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "--directory",
-             str(workdir), "--cores", cores, "--configfile", str(workdir / "config.yaml")],
-            capture_output=True, text=True, env=env)
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "-s",
+                str(root / "Snakefile"),
+                "--directory",
+                str(workdir),
+                "--cores",
+                cores,
+                "--configfile",
+                str(workdir / "config.yaml"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert digests_of(tmp_path / "cold", TABLES) == digests_of(tmp_path / "warm", TABLES)
     # The cache the racing jobs wrote is whole: a new job loads, compiles nothing.
@@ -58,9 +81,34 @@ def test_cold_cache_with_many_concurrent_jobs(root, mnist_dir, tmp_path):
 def mlp_job(cache, mnist_dir, out):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
     return subprocess.run(
-        [sys.executable, "-m", "jitprop", "mlp", "--lr", "0.1", "--seed", "1", "--data-dir",
-         str(mnist_dir), "--layers", "784", "16", "10", "--epochs", "1", "--train-size", "300",
-         "--test-size", "100", "--out", str(out)], capture_output=True, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "jitprop",
+            "mlp",
+            "--lr",
+            "0.1",
+            "--seed",
+            "1",
+            "--data-dir",
+            str(mnist_dir),
+            "--layers",
+            "784",
+            "16",
+            "10",
+            "--epochs",
+            "1",
+            "--train-size",
+            "300",
+            "--test-size",
+            "100",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
 
 
 def test_callers_compiled_against_cached_parallel_kernels_load_again(mnist_dir, tmp_path):

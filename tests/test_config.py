@@ -23,7 +23,8 @@ def test_defaults_fill_an_empty_config(schema, default_config):
     filled = validate_config({}, schema)
     assert filled["toy"]["learning_rates"] == [0.1, 0.2, 0.5, 0.8, 1.0, 2.0]
     assert filled["toy"]["weights"] == [0.15, 0.2, 0.25, 0.3, 0.4, 0.45, 0.5, 0.55]
-    assert filled["mlp"]["layers"] == [784, 128, 10] and filled["mlp"]["log_every"] == 50
+    assert filled["mlp"]["layers"] == [784, 128, 10]
+    assert filled["mlp"]["log_every"] == 50
     # config.yaml says nothing the schema's defaults do not.
     assert validate_config(default_config, schema) == filled
 
@@ -46,8 +47,11 @@ BAD = [
     ("toy.learning_rates", [-0.1], r"toy.learning_rates\[0\]: found -0.1"),
     ("toy.learning_rates", [0], r"toy.learning_rates\[0\]: found 0"),
     ("toy.learning_rates", ["fast"], r"toy.learning_rates\[0\]: found 'fast'.*not of type"),
-    ("toy.learning_rates", [float("nan")],
-     r"toy.learning_rates\[0\]: found nan, expected a finite number"),
+    (
+        "toy.learning_rates",
+        [float("nan")],
+        r"toy.learning_rates\[0\]: found nan, expected a finite number",
+    ),
     ("toy.learning_rates", [], r"toy.learning_rates: found \[\]: .*should be non-empty"),
     ("mlp.learning_rates", [0.1, -1], r"mlp.learning_rates\[1\]: found -1"),
     ("mlp.seeds", [], r"mlp.seeds: found \[\]"),
@@ -56,26 +60,46 @@ BAD = [
     ("toy.steps", 0, r"toy.steps: found 0: 0 is less than the minimum of 1"),
     ("mlp.epochs", 0, r"mlp.epochs: found 0"),
     ("mlp.batch_size", 0, r"mlp.batch_size: found 0"),
-    ("mlp.batch_size", 70000, r"mlp.batch_size: found 70000, expected at most the training set "
-                              r"size 60000"),
+    (
+        "mlp.batch_size",
+        70000,
+        r"mlp.batch_size: found 70000, expected at most the training set "
+        r"size 60000",
+    ),
     ("toy.weights", [0.1] * 7, r"toy.weights: found \[.*\]: .* is too short"),
     ("toy.inputs", [0.1, 0.2, 0.3], r"toy.inputs: found .* is too long"),
     ("toy.targets", [0.5], r"toy.targets: found \[0.5\]"),
     ("mlp.layers", [100, 10], r"mlp.layers\[0\]: found 100, expected 784"),
     ("mlp.layers", [784, 32, 9], r"mlp.layers\[2\]: found 9, expected 10"),
-    ("mlp.activation", "gelu", r"mlp.activation: found 'gelu': .*is not one of \['relu', "
-                               r"'sigmoid', 'tanh'\]"),
+    (
+        "mlp.activation",
+        "gelu",
+        r"mlp.activation: found 'gelu': .*is not one of \['relu', "
+        r"'sigmoid', 'tanh'\]",
+    ),
     ("mlp.loss", "hinge", r"mlp.loss: found 'hinge'"),
     ("mlp.dtype", "float16", r"mlp.dtype: found 'float16'"),
-    ("mlp.data_dir", "/nonexistent/mnist", r"mlp.data_dir: directory '/nonexistent/mnist' does "
-                                           r"not exist"),
+    (
+        "mlp.data_dir",
+        "/nonexistent/mnist",
+        r"mlp.data_dir: directory '/nonexistent/mnist' does "
+        r"not exist",
+    ),
     ("mlp.mirrors", ["http://insecure.example/"], r"mlp.mirrors\[0\]: found 'http://"),
     ("toy.init_range", [1.0, -1.0], r"toy.init_range: found \[1.0, -1.0\], expected low < high"),
-    ("mlp.train_size", 50, r"mlp.batch_size: found 64, expected at most the training set size "
-                           r"50"),
-    ("toy.learning_rate", [0.1], r"config key toy: Additional properties are not allowed "
-                                 r"\('learning_rate' was unexpected\); expected one of: "
-                                 r"init_range, inputs"),
+    (
+        "mlp.train_size",
+        50,
+        r"mlp.batch_size: found 64, expected at most the training set size "
+        r"50",
+    ),
+    (
+        "toy.learning_rate",
+        [0.1],
+        r"config key toy: Additional properties are not allowed "
+        r"\('learning_rate' was unexpected\); expected one of: "
+        r"init_range, inputs",
+    ),
 ]
 
 
@@ -86,8 +110,11 @@ def test_bad_value_is_named(schema, key, value, message):
 
 
 def test_unknown_top_level_section(schema):
-    with pytest.raises(ConfigError, match=r"config key \(top level\): Additional properties.*"
-                                          r"'mpl' was unexpected"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config key \(top level\): Additional properties.*"
+        r"'mpl' was unexpected",
+    ):
         validate_config({"mpl": {}}, schema)
 
 
@@ -99,4 +126,5 @@ def test_all_problems_are_listed_at_once(schema):
 
 def test_seeds_become_ints(schema):
     config = validate_config(with_value({}, "mlp.seeds", [1.0, 2]), schema)
-    assert config["mlp"]["seeds"] == [1, 2] and isinstance(config["mlp"]["seeds"][0], int)
+    assert config["mlp"]["seeds"] == [1, 2]
+    assert isinstance(config["mlp"]["seeds"][0], int)

@@ -22,22 +22,41 @@ def write_idx(path, magic, shape, payload=None, compress=False):
 
 def small_split(tmp_path, n_images=5, n_labels=5, compress=True):
     suffix = ".gz" if compress else ""
-    images = write_idx(tmp_path / f"train-images-idx3-ubyte{suffix}", data.IMAGE_MAGIC,
-                       (n_images, 28, 28), compress=compress)
-    labels = write_idx(tmp_path / f"train-labels-idx1-ubyte{suffix}", data.LABEL_MAGIC,
-                       (n_labels,), bytes(range(n_labels)), compress=compress)
+    images = write_idx(
+        tmp_path / f"train-images-idx3-ubyte{suffix}",
+        data.IMAGE_MAGIC,
+        (n_images, 28, 28),
+        compress=compress,
+    )
+    labels = write_idx(
+        tmp_path / f"train-labels-idx1-ubyte{suffix}",
+        data.LABEL_MAGIC,
+        (n_labels,),
+        bytes(range(n_labels)),
+        compress=compress,
+    )
     return images, labels
 
 
 def test_real_mnist(mnist_dir):
     train_x, train_y, test_x, test_y = data.load_mnist(mnist_dir)
-    assert train_x.shape == (60000, 784) and train_x.dtype == np.uint8
+    assert train_x.shape == (60000, 784)
+    assert train_x.dtype == np.uint8
     assert test_x.shape == (10000, 784)
     # Class counts published with the canonical files.
-    assert np.bincount(train_y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265,
-                                             5851, 5949]
-    assert np.bincount(test_y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974,
-                                            1009]
+    assert np.bincount(train_y).tolist() == [
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
+    ]
+    assert np.bincount(test_y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def test_limit_takes_the_first_samples(mnist_dir):
@@ -51,14 +70,18 @@ def test_limit_takes_the_first_samples(mnist_dir):
 def test_small_files_gzipped_or_not(tmp_path, compress):
     small_split(tmp_path, compress=compress)
     images, labels = data.load_split(tmp_path, "train", verify=False)
-    assert images.shape == (5, 784) and labels.tolist() == [0, 1, 2, 3, 4]
+    assert images.shape == (5, 784)
+    assert labels.tolist() == [0, 1, 2, 3, 4]
     assert images[0, :3].tolist() == [0, 1, 2]
 
 
 def test_wrong_magic_is_named(tmp_path):
     path = write_idx(tmp_path / "x.gz", 0x00000802, (2, 28, 28), compress=True)
-    with pytest.raises(data.DataError, match=r"x.gz: wrong magic number 0x00000802, "
-                                             r"expected 0x00000803"):
+    with pytest.raises(
+        data.DataError,
+        match=r"x.gz: wrong magic number 0x00000802, "
+        r"expected 0x00000803",
+    ):
         data.read_idx(path, data.IMAGE_MAGIC)
 
 
@@ -75,25 +98,27 @@ def test_truncated_file_is_named(tmp_path):
 def test_truncated_gzip_is_named(tmp_path):
     path = write_idx(tmp_path / "g.gz", data.LABEL_MAGIC, (100,), compress=True)
     path.write_bytes(path.read_bytes()[:30])
-    with pytest.raises(data.DataError, match="g.gz: corrupt or truncated gzip data"):
+    with pytest.raises(data.DataError, match=r"g\.gz: corrupt or truncated gzip data"):
         data.read_idx(path, data.LABEL_MAGIC)
 
 
 def test_mismatched_counts_are_named(tmp_path):
     small_split(tmp_path, n_images=5, n_labels=4)
-    with pytest.raises(data.DataError, match="holds 5 images but .* holds 4 labels"):
+    with pytest.raises(data.DataError, match=r"holds 5 images but .* holds 4 labels"):
         data.load_split(tmp_path, "train", verify=False)
 
 
 def test_md5_mismatch_is_named(tmp_path):
     small_split(tmp_path)
-    with pytest.raises(data.DataError, match="train-images-idx3-ubyte.gz: decompressed MD5 "
-                                             "[0-9a-f]{32}, expected 6bbc9ace"):
+    with pytest.raises(
+        data.DataError,
+        match=r"train-images-idx3-ubyte\.gz: decompressed MD5 [0-9a-f]{32}, expected 6bbc9ace",
+    ):
         data.load_split(tmp_path, "train")
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(data.DataError, match="t10k-images-idx3-ubyte.*file not found"):
+    with pytest.raises(data.DataError, match=r"t10k-images-idx3-ubyte.*file not found"):
         data.load_split(tmp_path, "test")
 
 
@@ -138,8 +163,11 @@ def test_download_rejects_bad_md5_and_leaves_nothing(tmp_path, mnist_dir):
 
 
 def test_download_offline_says_so(tmp_path):
-    with pytest.raises(data.DataError, match=r"(?s)could not download .*network unreachable"
-                                             r".*offline\? set mlp.data_dir"):
+    with pytest.raises(
+        data.DataError,
+        match=r"(?s)could not download .*network unreachable"
+        r".*offline\? set mlp.data_dir",
+    ):
         data.download_mnist(tmp_path, ["https://down.example/"], opener=FakeMirror(tmp_path))
     assert list(tmp_path.iterdir()) == []
 
@@ -160,5 +188,6 @@ def test_replaced_file_with_wrong_md5_is_downloaded_again(tmp_path, mnist_dir):
     mirror = FakeMirror(mnist_dir)
     data.download_mnist(dest, ["https://up.example/"], opener=mirror)
     assert mirror.requested == ["https://up.example/train-labels-idx1-ubyte.gz"]
-    assert data.md5(dest / "train-labels-idx1-ubyte.gz") == data.GZ_MD5[
-        "train-labels-idx1-ubyte.gz"]
+    assert (
+        data.md5(dest / "train-labels-idx1-ubyte.gz") == data.GZ_MD5["train-labels-idx1-ubyte.gz"]
+    )

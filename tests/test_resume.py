@@ -14,14 +14,32 @@ from test_workflow import digests_of
 
 pytestmark = pytest.mark.workflow
 
-TABLES = ["results/toy/history.csv", "results/toy/summary.csv", "results/mlp/history.csv",
-          "results/mlp/steps.csv", "results/mlp/summary.csv", "results/mlp/summary_by_lr.csv"]
+TABLES = [
+    "results/toy/history.csv",
+    "results/toy/summary.csv",
+    "results/mlp/history.csv",
+    "results/mlp/steps.csv",
+    "results/mlp/summary.csv",
+    "results/mlp/summary_by_lr.csv",
+]
 
 
 def command(root, workdir):
-    return [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "--directory",
-            str(workdir), "--profile", str(root / "workflow/profiles/default"), "--cores", "2",
-            "--configfile", str(workdir / "config.yaml")]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(root / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--profile",
+        str(root / "workflow/profiles/default"),
+        "--cores",
+        "2",
+        "--configfile",
+        str(workdir / "config.yaml"),
+    ]
 
 
 def setup(root, mnist_dir, workdir):
@@ -70,11 +88,14 @@ def started_epoch(workdir):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_killed_mid_epoch_then_same_command_finishes(root, mnist_dir, tmp_path, uninterrupted,
-                                                     sig):
+def test_killed_mid_epoch_then_same_command_finishes(root, mnist_dir, tmp_path, uninterrupted, sig):
     setup(root, mnist_dir, tmp_path)
-    process = subprocess.Popen(command(root, tmp_path), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        command(root, tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while not started_epoch(tmp_path):
         assert process.poll() is None, "the workflow ended before it could be interrupted"

@@ -47,8 +47,18 @@ def setup(root, mnist_dir, workdir):
 
 
 def run(root, workdir, *args, env=None):
-    command = [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "--directory",
-               str(workdir), "--configfile", str(workdir / "config.yaml"), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(root / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
     return result
@@ -60,9 +70,19 @@ def test_sweep_through_the_slurm_profile_equals_a_local_run(root, mnist_dir, clu
     setup(root, mnist_dir, slurm)
     run(root, local, "--cores", "2")
     # squeue, not sacct: the test cluster keeps no accounting.  Short polls keep it quick.
-    run(root, slurm, "--profile", str(root / "workflow/profiles/slurm"),
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-        "--slurm-no-account", "--slurm-keep-successful-logs", env=cluster.env)
+    run(
+        root,
+        slurm,
+        "--profile",
+        str(root / "workflow/profiles/slurm"),
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--slurm-no-account",
+        "--slurm-keep-successful-logs",
+        env=cluster.env,
+    )
     assert digests_of(slurm, REPRODUCIBLE) == digests_of(local, REPRODUCIBLE)
     # The jobs really went through SLURM: one log per submission.  Nine toy runs shared one
     # group job; the six MLP runs got one each; aggregation stayed on the submitting side.

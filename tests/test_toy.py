@@ -19,13 +19,24 @@ E0 = 0.014181377937891659
 
 # (lr, k, E_total after k updates) as published with the issue, digits as printed there.
 PUBLISHED = [
-    (0.1, 1, "0.0141001031"), (0.1, 99, "7.895110e-3"),
-    (1.0, 1, "0.013377915565327117"), (1.0, 67, "1.9683752612304454e-4"),
-    (1.0, 99, "2.409400e-5"), (2.0, 1, "0.0125952858"), (2.0, 87, "1.4462734633766582e-7"),
+    (0.1, 1, "0.0141001031"),
+    (0.1, 99, "7.895110e-3"),
+    (1.0, 1, "0.013377915565327117"),
+    (1.0, 67, "1.9683752612304454e-4"),
+    (1.0, 99, "2.409400e-5"),
+    (2.0, 1, "0.0125952858"),
+    (2.0, 87, "1.4462734633766582e-7"),
 ]
-STEP0_GRADS = [3.169933959102902e-4, 6.339867918205804e-4, 3.5177632159073217e-4,
-               7.035526431814643e-4, 1.288081863162825e-2, 1.2976084910698517e-2,
-               1.540834828177308e-2, 1.5522308119994766e-2]
+STEP0_GRADS = [
+    3.169933959102902e-4,
+    6.339867918205804e-4,
+    3.5177632159073217e-4,
+    7.035526431814643e-4,
+    1.288081863162825e-2,
+    1.2976084910698517e-2,
+    1.540834828177308e-2,
+    1.5522308119994766e-2,
+]
 
 
 def tolerance(printed):
@@ -41,7 +52,8 @@ def test_published_E_total(lr, k, published):
     assert history["E_total"].iloc[0] == pytest.approx(E0, rel=1e-12)
     expected = pytest.approx(float(published), rel=tolerance(published))
     assert history["E_total"].iloc[k] == expected, (
-        f"E_total after {k} updates at lr={lr} differs from the published value")
+        f"E_total after {k} updates at lr={lr} differs from the published value"
+    )
 
 
 def test_published_step0_gradients():
@@ -52,9 +64,26 @@ def test_published_step0_gradients():
 
 def test_columns_are_the_spreadsheet():
     history = toy.train(SHEET_W, INPUTS, TARGETS, 0.5, 3)
-    expected = ["step", "i1", "i2", "t1", "t2", *[f"w{k}" for k in range(1, 9)], "h1",
-                "out_h1", "h2", "out_h2", "o1", "out_o1", "o2", "out_o2", "E1", "E2", "E_total",
-                *[f"dE_dw{k}" for k in range(1, 9)]]
+    expected = [
+        "step",
+        "i1",
+        "i2",
+        "t1",
+        "t2",
+        *[f"w{k}" for k in range(1, 9)],
+        "h1",
+        "out_h1",
+        "h2",
+        "out_h2",
+        "o1",
+        "out_o1",
+        "o2",
+        "out_o2",
+        "E1",
+        "E2",
+        "E_total",
+        *[f"dE_dw{k}" for k in range(1, 9)],
+    ]
     assert list(history.columns) == expected
     assert history["step"].tolist() == [0, 1, 2]
 
@@ -70,13 +99,23 @@ def test_kernel_matches_reference(seed):
     history = toy.train(w, i, t, 0.7, 25)
     for step, (weights, cells, grads) in enumerate(reference.toy_train(w, i, t, 0.7, 25)):
         row = history.iloc[step]
-        np.testing.assert_allclose(row[toy.WEIGHTS].to_numpy(float), weights, rtol=1e-12,
-                                   err_msg=f"w1..w8 differ at step {step}")
+        np.testing.assert_allclose(
+            row[toy.WEIGHTS].to_numpy(float),
+            weights,
+            rtol=1e-12,
+            err_msg=f"w1..w8 differ at step {step}",
+        )
         for name, value in cells.items():
             assert row[name] == pytest.approx(value, rel=1e-12, abs=1e-300), (
-                f"{name} differs at step {step}")
-        np.testing.assert_allclose(row[toy.GRADS].to_numpy(float), grads, rtol=1e-10,
-                                   atol=1e-300, err_msg=f"dE_dw differ at step {step}")
+                f"{name} differs at step {step}"
+            )
+        np.testing.assert_allclose(
+            row[toy.GRADS].to_numpy(float),
+            grads,
+            rtol=1e-10,
+            atol=1e-300,
+            err_msg=f"dE_dw differ at step {step}",
+        )
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -107,8 +146,7 @@ def test_grid_kernel_is_bit_identical_to_single_runs(block):
     w0 = np.repeat(starts[None], len(rates), axis=0).reshape(G, 8)
     lr = np.repeat(rates, len(starts))
     E = np.empty((G, 30))
-    toy.toy_train_grid_kernel(E, w0, np.tile(INPUTS, (G, 1)), np.tile(TARGETS, (G, 1)), lr,
-                              block)
+    toy.toy_train_grid_kernel(E, w0, np.tile(INPUTS, (G, 1)), np.tile(TARGETS, (G, 1)), lr, block)
     for g in range(G):
         single = toy.train(w0[g], INPUTS, TARGETS, lr[g], 30)["E_total"].to_numpy()
         np.testing.assert_array_equal(E[g], single, err_msg=f"E_total of grid net {g} differs")
@@ -122,9 +160,15 @@ def correctly_rounded_exp(x):
 
 def test_exp_is_within_one_ulp_of_correctly_rounded():
     rng = np.random.default_rng(0)
-    x = np.concatenate([rng.uniform(-1, 1, 2000), rng.uniform(-40, 40, 2000),
-                        rng.uniform(-708, 709.78, 2000), rng.uniform(-745, -708, 300),
-                        [0.0, -0.0, 1.0, -1.0, 0.5 * math.log(2), 709.78, -708.39, -745.0]])
+    x = np.concatenate(
+        [
+            rng.uniform(-1, 1, 2000),
+            rng.uniform(-40, 40, 2000),
+            rng.uniform(-708, 709.78, 2000),
+            rng.uniform(-745, -708, 300),
+            [0.0, -0.0, 1.0, -1.0, 0.5 * math.log(2), 709.78, -708.39, -745.0],
+        ]
+    )
     got = np.array([exp(v) for v in x])
     expected = np.array([correctly_rounded_exp(v) for v in x])
     normal = expected >= np.finfo(float).tiny
@@ -132,8 +176,11 @@ def test_exp_is_within_one_ulp_of_correctly_rounded():
     assert ulps.max() <= 1, f"worst error {ulps.max()} ulp at x = {x[normal][ulps.argmax()]}"
     # Subnormal results: within one unit of the smallest subnormal.
     assert np.abs(got - expected)[~normal].max() <= np.finfo(float).smallest_subnormal
-    assert exp(800.0) == math.inf and exp(-800.0) == 0.0 and math.isnan(exp(math.nan))
-    assert exp(math.inf) == math.inf and exp(-math.inf) == 0.0
+    assert exp(800.0) == math.inf
+    assert exp(-800.0) == 0.0
+    assert math.isnan(exp(math.nan))
+    assert exp(math.inf) == math.inf
+    assert exp(-math.inf) == 0.0
     # The interpreter's exp (math.ldexp for 2 ** n) gives the compiled one's bits.
     interpreted = getattr(exp, "py_func", exp)  # exp itself under NUMBA_DISABLE_JIT=1
     np.testing.assert_array_equal([interpreted(v) for v in x[::50]], got[::50])
@@ -144,7 +191,8 @@ def test_random_start_is_seeded_uniform():
     np.testing.assert_array_equal(w, np.random.default_rng(3).uniform(-1.0, 1.0, 8))
     run = toy.run(SHEET_W, INPUTS, TARGETS, 0.5, 2, seed=3)
     np.testing.assert_array_equal(run.loc[0, toy.WEIGHTS].to_numpy(float), w)
-    assert run["init"].iloc[0] == "random" and run["seed"].iloc[0] == 3
+    assert run["init"].iloc[0] == "random"
+    assert run["seed"].iloc[0] == 3
 
 
 def test_huge_learning_rate_overflows_honestly():
@@ -183,7 +231,8 @@ def test_sweep_part_writes_what_pandas_writes():
     assert table["seed"].isna().tolist() == [True, False, False, True]
     for row, frame in zip(table.itertuples(), frames, strict=True):
         E = frame["E_total"].to_numpy()
-        assert row.E_total_first == E[0] and row.E_total_last == E[-1]
+        assert row.E_total_first == E[0]
+        assert row.E_total_last == E[-1]
         below = np.flatnonzero(E < 0.01 * E[0])
         if below.size:
             assert row.steps_to_1pct == below[0]

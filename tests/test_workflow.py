@@ -5,7 +5,6 @@ import hashlib
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,10 +14,16 @@ pytestmark = pytest.mark.workflow
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 REPRODUCIBLE = [
-    "results/toy/history.csv", "results/toy/summary.csv", "results/mlp/history.csv",
-    "results/mlp/steps.csv", "results/mlp/summary.csv", "results/mlp/summary_by_lr.csv",
-    "results/figures/toy_loss_grid.png", "results/figures/toy_loss_overlay.png",
-    "results/figures/mlp_loss_curves.png", "results/figures/mlp_accuracy_curves.png",
+    "results/toy/history.csv",
+    "results/toy/summary.csv",
+    "results/mlp/history.csv",
+    "results/mlp/steps.csv",
+    "results/mlp/summary.csv",
+    "results/mlp/summary_by_lr.csv",
+    "results/figures/toy_loss_grid.png",
+    "results/figures/toy_loss_overlay.png",
+    "results/figures/mlp_loss_curves.png",
+    "results/figures/mlp_accuracy_curves.png",
     "results/figures/mlp_accuracy_vs_lr.png",
 ]
 
@@ -26,7 +31,10 @@ REPRODUCIBLE = [
 def snakemake(root, workdir, *args, check=True):
     result = subprocess.run(
         [*SNAKEMAKE, "-s", str(root / "Snakefile"), "--directory", str(workdir), *args],
-        capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
     if check and result.returncode != 0:
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -61,26 +69,40 @@ def tiny_run(root, mnist_dir, tmp_path_factory):
 
 
 def test_outputs_and_columns(tiny_run):
-    for name in REPRODUCIBLE + ["results/mlp/timing.csv"]:
+    for name in [*REPRODUCIBLE, "results/mlp/timing.csv"]:
         assert (tiny_run / name).stat().st_size > 0, f"{name} is empty"
     toy = pd.read_csv(tiny_run / "results/toy/history.csv")
     assert list(toy.columns) == (
         ["lr", "init", "seed", "step", "i1", "i2", "t1", "t2"]
         + [f"w{k}" for k in range(1, 9)]
         + ["h1", "out_h1", "h2", "out_h2", "o1", "out_o1", "o2", "out_o2", "E1", "E2", "E_total"]
-        + [f"dE_dw{k}" for k in range(1, 9)])
+        + [f"dE_dw{k}" for k in range(1, 9)]
+    )
     # 3 learning rates x (sheet + 2 seeds) x 20 steps; sheet rows have a blank seed.
     assert len(toy) == 3 * 3 * 20
     sheet = toy[(toy["lr"] == 2.0) & (toy["init"] == "sheet")]
     assert sheet["seed"].isna().all()
     assert sheet["E_total"].iloc[1] == pytest.approx(0.0125952858, rel=5e-9)
     summary = pd.read_csv(tiny_run / "results/toy/summary.csv")
-    assert list(summary.columns) == ["lr", "init", "seed", "E_total_first", "E_total_last",
-                                     "steps_to_1pct"]
+    assert list(summary.columns) == [
+        "lr",
+        "init",
+        "seed",
+        "E_total_first",
+        "E_total_last",
+        "steps_to_1pct",
+    ]
     assert len(summary) == 9
     mlp = pd.read_csv(tiny_run / "results/mlp/history.csv")
-    assert list(mlp.columns) == ["lr", "seed", "epoch", "train_loss", "train_accuracy",
-                                 "test_loss", "test_accuracy"]
+    assert list(mlp.columns) == [
+        "lr",
+        "seed",
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+    ]
     steps = pd.read_csv(tiny_run / "results/mlp/steps.csv")
     assert list(steps.columns) == ["lr", "seed", "step", "batch_loss"]
     # 600 images in batches of 32: 19 steps an epoch, 38 in all, logged every 5.
@@ -88,7 +110,8 @@ def test_outputs_and_columns(tiny_run):
     assert sane.groupby(["lr", "seed"]).size().tolist() == [8] * 4
     assert len(mlp[mlp["lr"] < 1]) == 2 * 2 * 2
     by_lr = pd.read_csv(tiny_run / "results/mlp/summary_by_lr.csv")
-    assert by_lr["lr"].tolist() == [0.05, 0.1, 50.0] and (by_lr["n_runs"] == 2).all()
+    assert by_lr["lr"].tolist() == [0.05, 0.1, 50.0]
+    assert (by_lr["n_runs"] == 2).all()
 
 
 def test_divergence_is_marked_and_reported(tiny_run):
@@ -114,8 +137,17 @@ def test_jobs_get_the_threads_of_their_rule(tiny_run):
 
 def test_mlp_jobs_on_two_threads_give_the_same_bytes(root, mnist_dir, tiny_run, tmp_path):
     config = tiny_config(root, mnist_dir, tmp_path)
-    snakemake(root, tmp_path, "mlp", "--cores", "2", "--set-threads", "mlp_run=2",
-              "--configfile", str(config))
+    snakemake(
+        root,
+        tmp_path,
+        "mlp",
+        "--cores",
+        "2",
+        "--set-threads",
+        "mlp_run=2",
+        "--configfile",
+        str(config),
+    )
     mlp_outputs = [name for name in REPRODUCIBLE if "mlp" in name]
     assert digests_of(tmp_path, mlp_outputs) == digests_of(tiny_run, mlp_outputs)
     threads = min(2, len(os.sched_getaffinity(0)))  # as the CLI caps it (Linux, as CI)
@@ -123,8 +155,7 @@ def test_mlp_jobs_on_two_threads_give_the_same_bytes(root, mnist_dir, tiny_run, 
         assert log.read_text().startswith(f"jitprop: numba threads {threads};"), log
 
 
-def test_rerun_from_scratch_with_one_core_gives_the_same_bytes(root, mnist_dir, tiny_run,
-                                                                tmp_path):
+def test_rerun_from_scratch_with_one_core_gives_the_same_bytes(root, mnist_dir, tiny_run, tmp_path):
     config = tiny_config(root, mnist_dir, tmp_path)
     snakemake(root, tmp_path, "--cores", "1", "--configfile", str(config))
     assert digests(tmp_path) == digests(tiny_run)
@@ -135,15 +166,22 @@ def test_chunked_toy_jobs_give_the_same_bytes(root, mnist_dir, tiny_run, tmp_pat
     snakemake(root, tmp_path, "toy", "--cores", "2", "--configfile", str(config))
     # 3 learning rates x 3 starts = 9 runs: chunks of 4, 4 and 1.
     chunks = sorted(p.name for p in (tmp_path / "results/toy/runs").glob("chunk~*.csv"))
-    assert chunks == ["chunk~00000.csv", "chunk~00000.summary.csv", "chunk~00001.csv",
-                      "chunk~00001.summary.csv", "chunk~00002.csv", "chunk~00002.summary.csv"]
+    assert chunks == [
+        "chunk~00000.csv",
+        "chunk~00000.summary.csv",
+        "chunk~00001.csv",
+        "chunk~00001.summary.csv",
+        "chunk~00002.csv",
+        "chunk~00002.summary.csv",
+    ]
     names = ["results/toy/history.csv", "results/toy/summary.csv"]
     assert digests_of(tmp_path, names) == digests_of(tiny_run, names)
 
 
 def test_nothing_to_do_when_up_to_date(root, tiny_run):
-    result = snakemake(root, tiny_run, "--cores", "2", "--configfile",
-                       str(tiny_run / "config.yaml"), "--dry-run")
+    result = snakemake(
+        root, tiny_run, "--cores", "2", "--configfile", str(tiny_run / "config.yaml"), "--dry-run"
+    )
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
@@ -163,8 +201,9 @@ def test_corrupt_data_fails_before_training_and_leaves_nothing(root, mnist_dir, 
     labels = data / "t10k-labels-idx1-ubyte.gz"
     labels.write_bytes(labels.read_bytes()[:2000])  # truncated
     config = tiny_config(root, mnist_dir, tmp_path, mlp__data_dir=str(data))
-    result = snakemake(root, tmp_path, "mlp", "--cores", "2", "--configfile", str(config),
-                       check=False)
+    result = snakemake(
+        root, tmp_path, "mlp", "--cores", "2", "--configfile", str(config), check=False
+    )
     assert result.returncode != 0
     runs = tmp_path / "results/mlp/runs"
     assert not [p for p in runs.rglob("*") if p.is_file()], "a failed job left files behind"
@@ -179,17 +218,14 @@ def test_corrupt_data_fails_before_training_and_leaves_nothing(root, mnist_dir, 
 def test_lint(root):
     """Every lint but one must be clean.  Not fixed, by design: 'Specify a conda environment or
     container' -- jobs run the installed package with Snakemake's own interpreter."""
-    result = subprocess.run([*SNAKEMAKE, "-s", str(root / "Snakefile"), "--lint"], cwd=root,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [*SNAKEMAKE, "-s", str(root / "Snakefile"), "--lint"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     output = result.stdout + result.stderr
     lints = [line.strip() for line in output.splitlines() if line.strip().startswith("* ")]
     assert result.returncode == 0 or lints, f"snakemake --lint failed:\n{output}"
     others = [lint for lint in lints if "Specify a conda environment or container" not in lint]
     assert others == [], f"snakemake --lint:\n{output}"
-
-
-def test_snakefmt(root):
-    files = [root / "Snakefile", *sorted(Path(root, "workflow/rules").glob("*.smk"))]
-    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *map(str, files)],
-                            cwd=root, capture_output=True, text=True)
-    assert result.returncode == 0, f"snakefmt --check:\n{result.stdout}\n{result.stderr}"

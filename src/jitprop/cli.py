@@ -29,8 +29,9 @@ def _threads(value):
 
     # The first line of every job's log: what the job was allowed, for audits and tests.
     cache = os.environ.get("NUMBA_CACHE_DIR", "beside the package")
-    print(f"jitprop: numba threads {numba.config.NUMBA_NUM_THREADS}; cache {cache}",
-          file=sys.stderr)
+    print(
+        f"jitprop: numba threads {numba.config.NUMBA_NUM_THREADS}; cache {cache}", file=sys.stderr
+    )
 
 
 def _start(text):
@@ -49,10 +50,14 @@ def cmd_toy(args):
 
     if (args.lr is None) == (not args.run):
         raise ValueError("give either --lr (one run) or one or more --run LR START")
-    runs = [(args.lr, args.seed)] if args.lr is not None else [
-        (float(lr), _start(start)) for lr, start in args.run]
-    history, summary = toy.sweep_part(runs, args.weights, args.inputs, args.targets, args.steps,
-                                      args.init_range)
+    runs = (
+        [(args.lr, args.seed)]
+        if args.lr is not None
+        else [(float(lr), _start(start)) for lr, start in args.run]
+    )
+    history, summary = toy.sweep_part(
+        runs, args.weights, args.inputs, args.targets, args.steps, args.init_range
+    )
     io.write_text(toy.HISTORY_HEADER + "\n" + history, args.out)
     if args.summary:
         io.write_text(toy.SUMMARY_HEADER + "\n" + summary, args.summary)
@@ -97,8 +102,12 @@ def _progress_bar(epochs):
     def show(epoch, done, total):
         filled = 30 * done // total
         end = "\n" if done == total else ""
-        print(f"\repoch {epoch}/{epochs} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}",
-              end=end, file=sys.stderr, flush=True)
+        print(
+            f"\repoch {epoch}/{epochs} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
 
     return show
 
@@ -108,19 +117,33 @@ def cmd_mlp(args):
 
     train_set = data.load_split(args.data_dir, "train", args.train_size)
     test_set = data.load_split(args.data_dir, "test", args.test_size)
-    result = mlp.train(train_set, test_set, layers=args.layers, activation=args.activation,
-                       loss=args.loss, lr=args.lr, seed=args.seed, epochs=args.epochs,
-                       batch_size=args.batch_size, momentum=args.momentum,
-                       weight_decay=args.weight_decay, dtype=args.dtype,
-                       log_every=args.log_every, progress=_progress_bar(args.epochs),
-                       schedule=args.lr_schedule,
-                       divergence_threshold=args.divergence_threshold)
+    result = mlp.train(
+        train_set,
+        test_set,
+        layers=args.layers,
+        activation=args.activation,
+        loss=args.loss,
+        lr=args.lr,
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        dtype=args.dtype,
+        log_every=args.log_every,
+        progress=_progress_bar(args.epochs),
+        schedule=args.lr_schedule,
+        divergence_threshold=args.divergence_threshold,
+    )
     for name, frame in sweep.run_frames(result, args.lr, args.seed).items():
         io.write_csv(frame, f"{args.out}/{name}.csv")
     if result["diverged"]:
-        print(f"jitprop mlp: lr {args.lr} seed {args.seed} diverged at step "
-              f"{result['diverged_step']} (batch loss NaN/inf or above --divergence-threshold "
-              "times the first); marked diverged", file=sys.stderr)
+        print(
+            f"jitprop mlp: lr {args.lr} seed {args.seed} diverged at step "
+            f"{result['diverged_step']} (batch loss NaN/inf or above --divergence-threshold "
+            "times the first); marked diverged",
+            file=sys.stderr,
+        )
 
 
 def cmd_mlp_aggregate(args):
@@ -129,8 +152,9 @@ def cmd_mlp_aggregate(args):
     from jitprop import io, sweep
 
     def read(name, **kwargs):
-        return sweep.concat_sorted([pd.read_csv(f"{d}/{name}.csv", **kwargs) for d in args.runs],
-                                   ["lr", "seed"])
+        return sweep.concat_sorted(
+            [pd.read_csv(f"{d}/{name}.csv", **kwargs) for d in args.runs], ["lr", "seed"]
+        )
 
     summary = read("summary", dtype={"diverged_step": "Int64"})
     io.write_csv(read("history"), f"{args.out}/history.csv")
@@ -165,38 +189,78 @@ def build_parser():
         description="Numba-accelerated backpropagation experiments. Each subcommand is one "
         "step of the Snakemake pipeline and can be run by hand.",
     )
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads Numba may use (default 1; Snakemake passes the rule's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads Numba may use (default 1; Snakemake passes the rule's)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    toy = sub.add_parser("toy", help="train the 2-2-2 exercise network once; write its history",
-                         description="One run of the 2-2-2 sigmoid network: every cell of every "
-                         "step (the spreadsheet) as one CSV row per step.")
+    toy = sub.add_parser(
+        "toy",
+        help="train the 2-2-2 exercise network once; write its history",
+        description="One run of the 2-2-2 sigmoid network: every cell of every "
+        "step (the spreadsheet) as one CSV row per step.",
+    )
     toy.add_argument("--lr", type=float, help="learning rate η of a single run")
     toy.add_argument("--steps", type=int, default=100, help="gradient steps (default 100)")
-    toy.add_argument("--seed", type=int, default=None,
-                     help="start from U(init-range) weights drawn with this seed "
-                     "(default: the sheet's --weights)")
-    toy.add_argument("--weights", type=float, nargs=8,
-                     default=[0.15, 0.2, 0.25, 0.3, 0.4, 0.45, 0.5, 0.55], metavar="W",
-                     help="w1..w8 of the sheet start (default: the exercise's)")
-    toy.add_argument("--inputs", type=float, nargs=2, default=[0.05, 0.1], metavar="I",
-                     help="i1 i2 (default 0.05 0.1)")
-    toy.add_argument("--targets", type=float, nargs=2, default=[0.5, 0.5], metavar="T",
-                     help="t1 t2 (default 0.5 0.5)")
-    toy.add_argument("--init-range", type=float, nargs=2, default=[-1.0, 1.0],
-                     metavar=("LOW", "HIGH"), help="bounds of seeded starts (default -1 1)")
-    toy.add_argument("--run", nargs=2, action="append", metavar=("LR", "START"),
-                     help="instead of --lr/--seed: one run of several in one file; START is "
-                     "'sheet' or a seed (repeat the option; the file keeps this order)")
+    toy.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="start from U(init-range) weights drawn with this seed "
+        "(default: the sheet's --weights)",
+    )
+    toy.add_argument(
+        "--weights",
+        type=float,
+        nargs=8,
+        default=[0.15, 0.2, 0.25, 0.3, 0.4, 0.45, 0.5, 0.55],
+        metavar="W",
+        help="w1..w8 of the sheet start (default: the exercise's)",
+    )
+    toy.add_argument(
+        "--inputs",
+        type=float,
+        nargs=2,
+        default=[0.05, 0.1],
+        metavar="I",
+        help="i1 i2 (default 0.05 0.1)",
+    )
+    toy.add_argument(
+        "--targets",
+        type=float,
+        nargs=2,
+        default=[0.5, 0.5],
+        metavar="T",
+        help="t1 t2 (default 0.5 0.5)",
+    )
+    toy.add_argument(
+        "--init-range",
+        type=float,
+        nargs=2,
+        default=[-1.0, 1.0],
+        metavar=("LOW", "HIGH"),
+        help="bounds of seeded starts (default -1 1)",
+    )
+    toy.add_argument(
+        "--run",
+        nargs=2,
+        action="append",
+        metavar=("LR", "START"),
+        help="instead of --lr/--seed: one run of several in one file; START is "
+        "'sheet' or a seed (repeat the option; the file keeps this order)",
+    )
     toy.add_argument("--out", required=True, help="history CSV to write (one row per step)")
     toy.add_argument("--summary", help="summary CSV to write too (one row per run)")
     toy.set_defaults(func=cmd_toy)
 
     agg = sub.add_parser("toy-aggregate", help="merge toy runs into history.csv and summary.csv")
     agg.add_argument("parts", nargs="+", help="history CSVs written by `jitprop toy`, in order")
-    agg.add_argument("--summary-parts", nargs="+", required=True,
-                     help="their summary CSVs, in the same order")
+    agg.add_argument(
+        "--summary-parts", nargs="+", required=True, help="their summary CSVs, in the same order"
+    )
     agg.add_argument("--history", required=True, help="history CSV to write")
     agg.add_argument("--summary", required=True, help="summary CSV to write")
     agg.set_defaults(func=cmd_aggregate_toy)
@@ -207,25 +271,35 @@ def build_parser():
     plot.add_argument("--overlay", required=True, help="PNG: all sheet runs, log scale")
     plot.set_defaults(func=cmd_plot_toy)
 
-    mlp = sub.add_parser("mlp", help="train one MLP on MNIST; write its tables into --out",
-                         description="One training run of the MLP: history.csv (per epoch), "
-                         "steps.csv (logged batch losses), summary.csv and timing.csv in --out.")
+    mlp = sub.add_parser(
+        "mlp",
+        help="train one MLP on MNIST; write its tables into --out",
+        description="One training run of the MLP: history.csv (per epoch), "
+        "steps.csv (logged batch losses), summary.csv and timing.csv in --out.",
+    )
     mlp.add_argument("--lr", type=float, required=True, help="learning rate η")
     mlp.add_argument("--seed", type=int, required=True, help="seed of init and shuffling")
     mlp.add_argument("--data-dir", default="resources/mnist", help="directory of the IDX files")
     mlp.add_argument("--layers", type=int, nargs="+", default=[784, 128, 10])
     mlp.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default="relu")
-    mlp.add_argument("--loss", choices=["cross_entropy", "squared_error"],
-                     default="cross_entropy")
+    mlp.add_argument("--loss", choices=["cross_entropy", "squared_error"], default="cross_entropy")
     mlp.add_argument("--epochs", type=int, default=10)
     mlp.add_argument("--batch-size", type=int, default=64)
     mlp.add_argument("--momentum", type=float, default=0.9)
     mlp.add_argument("--weight-decay", type=float, default=0.0)
-    mlp.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
-                     help="cosine: anneal from --lr to 0 over the run (default); constant")
-    mlp.add_argument("--divergence-threshold", type=float, default=10.0,
-                     help="stop as diverged when a batch loss exceeds this multiple of the "
-                     "first (default 10); NaN/inf always stops")
+    mlp.add_argument(
+        "--lr-schedule",
+        choices=["cosine", "constant"],
+        default="cosine",
+        help="cosine: anneal from --lr to 0 over the run (default); constant",
+    )
+    mlp.add_argument(
+        "--divergence-threshold",
+        type=float,
+        default=10.0,
+        help="stop as diverged when a batch loss exceeds this multiple of the "
+        "first (default 10); NaN/inf always stops",
+    )
     mlp.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     mlp.add_argument("--log-every", type=int, default=50, help="log the batch loss every N steps")
     mlp.add_argument("--train-size", type=int, default=None, help="use the first N train images")
@@ -235,8 +309,11 @@ def build_parser():
 
     agg = sub.add_parser("mlp-aggregate", help="merge MLP runs into the sweep's CSVs")
     agg.add_argument("runs", nargs="+", help="run directories written by `jitprop mlp`")
-    agg.add_argument("--out", required=True, help="directory for history, steps, summary, "
-                     "summary_by_lr and timing CSVs")
+    agg.add_argument(
+        "--out",
+        required=True,
+        help="directory for history, steps, summary, summary_by_lr and timing CSVs",
+    )
     agg.set_defaults(func=cmd_mlp_aggregate)
 
     plot = sub.add_parser("mlp-plot", help="draw the MLP figures from the aggregated CSVs")

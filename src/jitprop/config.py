@@ -73,8 +73,10 @@ def validate_config(config, schema):
     `schema` is the parsed JSON schema (workflow/schemas/config.schema.yaml)."""
     config = copy.deepcopy(dict(config))
     _fill_defaults(config, schema)
-    problems = [f"config key {key_name(p)}: found {v!r}, expected a finite number"
-                for p, v in _non_finite(config)]
+    problems = [
+        f"config key {key_name(p)}: found {v!r}, expected a finite number"
+        for p, v in _non_finite(config)
+    ]
     validator = jsonschema.Draft202012Validator(schema)
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
         problems.append(_schema_error(error, schema))
@@ -92,28 +94,40 @@ def _semantic_problems(config):
     toy, mlp = config["toy"], config["mlp"]
     low, high = toy["init_range"]
     if not low < high:
-        problems.append(f"config key toy.init_range: found {toy['init_range']}, "
-                        "expected low < high")
+        problems.append(
+            f"config key toy.init_range: found {toy['init_range']}, expected low < high"
+        )
     layers = mlp["layers"]
     if layers[0] != MNIST_PIXELS:
-        problems.append(f"config key mlp.layers[0]: found {layers[0]}, expected {MNIST_PIXELS} "
-                        "(the number of pixels of an MNIST image)")
+        problems.append(
+            f"config key mlp.layers[0]: found {layers[0]}, expected {MNIST_PIXELS} "
+            "(the number of pixels of an MNIST image)"
+        )
     if layers[-1] != MNIST_CLASSES:
-        problems.append(f"config key mlp.layers[{len(layers) - 1}]: found {layers[-1]}, "
-                        f"expected {MNIST_CLASSES} (the number of classes)")
+        problems.append(
+            f"config key mlp.layers[{len(layers) - 1}]: found {layers[-1]}, "
+            f"expected {MNIST_CLASSES} (the number of classes)"
+        )
     train_size = mlp["train_size"] or MNIST_TRAIN_SIZE
     if mlp["train_size"] is not None and mlp["train_size"] > MNIST_TRAIN_SIZE:
-        problems.append(f"config key mlp.train_size: found {mlp['train_size']}, "
-                        f"expected at most {MNIST_TRAIN_SIZE}")
+        problems.append(
+            f"config key mlp.train_size: found {mlp['train_size']}, "
+            f"expected at most {MNIST_TRAIN_SIZE}"
+        )
     elif mlp["batch_size"] > train_size:
-        problems.append(f"config key mlp.batch_size: found {mlp['batch_size']}, expected at most "
-                        f"the training set size {train_size}")
+        problems.append(
+            f"config key mlp.batch_size: found {mlp['batch_size']}, expected at most "
+            f"the training set size {train_size}"
+        )
     if mlp["test_size"] is not None and mlp["test_size"] > 10_000:
-        problems.append(f"config key mlp.test_size: found {mlp['test_size']}, "
-                        "expected at most 10000")
+        problems.append(
+            f"config key mlp.test_size: found {mlp['test_size']}, expected at most 10000"
+        )
     data_dir = Path(mlp["data_dir"])
     if Path(mlp["data_dir"]).as_posix() != DOWNLOAD_DIR and not data_dir.is_dir():
-        problems.append(f"config key mlp.data_dir: directory {str(data_dir)!r} does not exist; "
-                        f"expected a directory holding the MNIST IDX files, or {DOWNLOAD_DIR!r} "
-                        "to download them")
+        problems.append(
+            f"config key mlp.data_dir: directory {str(data_dir)!r} does not exist; "
+            f"expected a directory holding the MNIST IDX files, or {DOWNLOAD_DIR!r} "
+            "to download them"
+        )
     return problems

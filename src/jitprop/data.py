@@ -44,8 +44,10 @@ def find_file(data_dir, stem):
         path = Path(data_dir) / name
         if path.is_file():
             return path
-    raise DataError(f"{Path(data_dir) / stem}[.gz]: file not found; expected the MNIST file "
-                    f"{stem} (gzipped or not) in data_dir {str(data_dir)!r}")
+    raise DataError(
+        f"{Path(data_dir) / stem}[.gz]: file not found; expected the MNIST file "
+        f"{stem} (gzipped or not) in data_dir {str(data_dir)!r}"
+    )
 
 
 def _read_bytes(path):
@@ -68,20 +70,26 @@ def read_idx(path, magic, expected_md5=None):
         raise DataError(f"{path}: truncated: {len(data)} bytes, expected a {header}-byte header")
     found = int.from_bytes(data[:4], "big")
     if found != magic:
-        raise DataError(f"{path}: wrong magic number 0x{found:08x}, expected 0x{magic:08x} "
-                        f"({'images' if magic == IMAGE_MAGIC else 'labels'})")
-    shape = tuple(int.from_bytes(data[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim))
+        raise DataError(
+            f"{path}: wrong magic number 0x{found:08x}, expected 0x{magic:08x} "
+            f"({'images' if magic == IMAGE_MAGIC else 'labels'})"
+        )
+    shape = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
     if ndim == 3 and shape[1:] != (ROWS, COLS):
         raise DataError(f"{path}: images of {shape[1]}x{shape[2]} pixels, expected {ROWS}x{COLS}")
     expected = header + int(np.prod(shape))
     if len(data) != expected:
-        raise DataError(f"{path}: {len(data)} bytes, expected {expected} for shape {shape} "
-                        "(truncated or padded file)")
+        raise DataError(
+            f"{path}: {len(data)} bytes, expected {expected} for shape {shape} "
+            "(truncated or padded file)"
+        )
     if expected_md5 is not None:
         found_md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         if found_md5 != expected_md5:
-            raise DataError(f"{path}: decompressed MD5 {found_md5}, expected {expected_md5} "
-                            "(the canonical MNIST file)")
+            raise DataError(
+                f"{path}: decompressed MD5 {found_md5}, expected {expected_md5} "
+                "(the canonical MNIST file)"
+            )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -94,8 +102,10 @@ def load_split(data_dir, split, limit=None, verify=True):
     images = read_idx(images_path, IMAGE_MAGIC, DECOMPRESSED_MD5[stems[0]] if verify else None)
     labels = read_idx(labels_path, LABEL_MAGIC, DECOMPRESSED_MD5[stems[1]] if verify else None)
     if len(images) != len(labels):
-        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds "
-                        f"{len(labels)} labels; expected equal counts")
+        raise DataError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds "
+            f"{len(labels)} labels; expected equal counts"
+        )
     if labels.size and labels.max() > 9:
         raise DataError(f"{labels_path}: label {labels.max()} found, expected 0..9")
     if limit is not None:
@@ -144,6 +154,8 @@ def download_mnist(dest_dir, mirrors, opener=urllib.request.urlopen, timeout=60)
             except (OSError, urllib.error.URLError, DataError) as error:
                 failures.append(f"{url}: {error}")
         else:
-            raise DataError(f"could not download {name} into {dest_dir}; tried:\n  "
-                            + "\n  ".join(failures)
-                            + "\n(offline? set mlp.data_dir to a directory holding the files)")
+            raise DataError(
+                f"could not download {name} into {dest_dir}; tried:\n  "
+                + "\n  ".join(failures)
+                + "\n(offline? set mlp.data_dir to a directory holding the files)"
+            )

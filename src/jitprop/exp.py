@@ -25,10 +25,12 @@ def pow2(n):
 @intrinsic
 def _pow2(typingctx, n):
     """The compiled pow2: n + 1023 shifted into a float64's exponent bits."""
+
     def codegen(context, builder, signature, args):
         exponent = builder.add(args[0], ir.Constant(ir.IntType(64), 1023))
         bits = builder.shl(exponent, ir.Constant(ir.IntType(64), 52))
         return builder.bitcast(bits, ir.DoubleType())
+
     return types.float64(types.int64), codegen
 
 

@@ -5,6 +5,7 @@ Shapes: B batch, D fan-in of a layer, H fan-out of a layer, K classes, N samples
 Kernels are deterministic: the same inputs give the same bits, whatever the number of threads.
 """
 
+import itertools
 import math
 import time
 import warnings
@@ -21,9 +22,12 @@ LOSSES = ("cross_entropy", "squared_error")
 # sharing one cache).  So every function that calls a parallel kernel is parallel=True too,
 # though it has no loop of its own to spread over threads, and Numba's warning that it found
 # nothing to parallelize in such a function is silenced.
-warnings.filterwarnings("ignore", r"\s*The keyword argument 'parallel=True' was specified but no "
-                        "transformation for parallel execution was possible",
-                        NumbaPerformanceWarning)
+warnings.filterwarnings(
+    "ignore",
+    r"\s*The keyword argument 'parallel=True' was specified but no "
+    "transformation for parallel execution was possible",
+    NumbaPerformanceWarning,
+)
 
 
 # --------------------------------------------------------------------------- layers
@@ -332,15 +336,15 @@ def loss_forward_backward(dlogits, logits, y, loss):
 def layer_params(theta, shapes, offsets, layer):
     """Views W (D, H) and b (H,) of one layer inside a flat parameter buffer."""
     D, H = shapes[layer, 0], shapes[layer, 1]
-    W = theta[offsets[layer, 0]: offsets[layer, 0] + D * H].reshape((D, H))
-    return W, theta[offsets[layer, 1]: offsets[layer, 1] + H]
+    W = theta[offsets[layer, 0] : offsets[layer, 0] + D * H].reshape((D, H))
+    return W, theta[offsets[layer, 1] : offsets[layer, 1] + H]
 
 
 @njit(cache=True)
 def layer_acts(acts, shapes, act_offsets, layer, B):
     """View (B, H) of one layer's outputs inside a flat activation buffer."""
     H = shapes[layer, 1]
-    return acts[act_offsets[layer]: act_offsets[layer] + B * H].reshape((B, H))
+    return acts[act_offsets[layer] : act_offsets[layer] + B * H].reshape((B, H))
 
 
 @njit(cache=True, parallel=True)
@@ -405,11 +409,13 @@ def sgd_momentum_update(theta, velocity, grad, net, lr, momentum, weight_decay):
     shapes, offsets, _ = net
     for layer in range(shapes.shape[0]):
         start, end = offsets[layer, 0], offsets[layer, 0] + shapes[layer, 0] * shapes[layer, 1]
-        momentum_blocks(theta[start:end], velocity[start:end], grad[start:end], lr, momentum,
-                        weight_decay)
+        momentum_blocks(
+            theta[start:end], velocity[start:end], grad[start:end], lr, momentum, weight_decay
+        )
         start, end = offsets[layer, 1], offsets[layer, 1] + shapes[layer, 1]
-        momentum_step(theta[start:end], velocity[start:end], grad[start:end], lr, momentum,
-                      weight_decay * 0)
+        momentum_step(
+            theta[start:end], velocity[start:end], grad[start:end], lr, momentum, weight_decay * 0
+        )
 
 
 @njit(cache=True, parallel=True)
@@ -420,13 +426,30 @@ def evaluate_batch(acts, dacts, theta, batch, net, activation, loss):
     shapes, _, act_offsets = net
     B, last = y.size, shapes.shape[0] - 1
     network_forward(acts, theta, batch, net, activation)
-    return loss_forward_backward(layer_acts(dacts, shapes, act_offsets, last, B),
-                                 layer_acts(acts, shapes, act_offsets, last, B), y, loss)
+    return loss_forward_backward(
+        layer_acts(dacts, shapes, act_offsets, last, B),
+        layer_acts(acts, shapes, act_offsets, last, B),
+        y,
+        loss,
+    )
 
 
 @njit(cache=True, parallel=True)
-def train_step(theta, velocity, grad, acts, dacts, batch, net, activation, loss, lr, momentum,
-               weight_decay, limit):
+def train_step(
+    theta,
+    velocity,
+    grad,
+    acts,
+    dacts,
+    batch,
+    net,
+    activation,
+    loss,
+    lr,
+    momentum,
+    weight_decay,
+    limit,
+):
     """Forward, loss, backward and update on one batch (see gather_batch).
     Returns (summed loss, correct predictions).  When the mean loss is above `limit` (or NaN)
     the weights are left as they are: the caller stops the run as diverged."""
@@ -439,8 +462,26 @@ def train_step(theta, velocity, grad, acts, dacts, batch, net, activation, loss,
 
 
 @njit(cache=True, parallel=True)
-def train_batches(totals, corrects, theta, velocity, grad, acts, dacts, buffers, net,
-                  activation, loss, samples, order, first, rates, momentum, weight_decay, limit):
+def train_batches(
+    totals,
+    corrects,
+    theta,
+    velocity,
+    grad,
+    acts,
+    dacts,
+    buffers,
+    net,
+    activation,
+    loss,
+    samples,
+    order,
+    first,
+    rates,
+    momentum,
+    weight_decay,
+    limit,
+):
     """train_step on len(totals) consecutive batches of the shuffled `order`, the first one
     starting at sample `first`; rates[i] is batch i's learning rate.  Writes each batch's
     summed loss and correct count; returns how many batches it trained, fewer than asked when
@@ -448,9 +489,22 @@ def train_batches(totals, corrects, theta, velocity, grad, acts, dacts, buffers,
     B, N = buffers[2].size, order.size
     for i in range(totals.size):
         start = first + i * B
-        batch = gather_batch(buffers, samples, order[start: min(start + B, N)])
-        total, correct = train_step(theta, velocity, grad, acts, dacts, batch, net, activation,
-                                    loss, rates[i], momentum, weight_decay, limit)
+        batch = gather_batch(buffers, samples, order[start : min(start + B, N)])
+        total, correct = train_step(
+            theta,
+            velocity,
+            grad,
+            acts,
+            dacts,
+            batch,
+            net,
+            activation,
+            loss,
+            rates[i],
+            momentum,
+            weight_decay,
+            limit,
+        )
         totals[i], corrects[i] = total, correct
         if not total / batch[2].size <= limit:
             return i + 1
@@ -486,7 +540,7 @@ def init_params(layers, seed, dtype="float32", activation="relu"):
     numpy.random.default_rng(seed) (`seed` may also be a Generator, which is then advanced)."""
     rng = np.random.default_rng(seed)
     params = []
-    for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=True):
+    for fan_in, fan_out in itertools.pairwise(layers):
         if activation == "relu":
             W = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
         else:
@@ -501,7 +555,7 @@ class Network:
 
     def __init__(self, layers, dtype):
         self.dtype = np.dtype(dtype)
-        self.shapes = np.array(list(zip(layers[:-1], layers[1:], strict=True)), dtype=np.int64)
+        self.shapes = np.array(list(itertools.pairwise(layers)), dtype=np.int64)
         sizes = [(D * H, H) for D, H in self.shapes]
         flat = np.cumsum([0] + [size for pair in sizes for size in pair])
         self.offsets = flat[:-1].reshape(-1, 2).astype(np.int64)
@@ -516,16 +570,20 @@ class Network:
 
     def unpack(self, theta):
         """[(W, b)] as views into theta."""
-        return [layer_params(theta, self.shapes, self.offsets, layer)
-                for layer in range(len(self.shapes))]
+        return [
+            layer_params(theta, self.shapes, self.offsets, layer)
+            for layer in range(len(self.shapes))
+        ]
 
     def buffers(self, B):
         """(acts, dacts, net, batch buffers) for batches of up to B samples (see gather_batch)."""
         act_offsets = np.concatenate([[0], np.cumsum(B * self.shapes[:, 1])]).astype(np.int64)
         acts = np.empty(act_offsets[-1], self.dtype)
         D = int(self.shapes[0, 0])
-        rows, cols = ((np.zeros(lists + 1, np.int64), np.empty(B * D, np.int32),
-                       np.empty(B * D, self.dtype)) for lists in (B, D))
+        rows, cols = (
+            (np.zeros(lists + 1, np.int64), np.empty(B * D, np.int32), np.empty(B * D, self.dtype))
+            for lists in (B, D)
+        )
         net = (self.shapes, self.offsets, act_offsets[:-1])
         return acts, np.empty_like(acts), net, (rows, cols, np.empty(B, np.int64))
 
@@ -587,7 +645,7 @@ def loss_and_grads(params, X, y, activation="relu", loss="cross_entropy"):
 def predict(params, X, activation="relu"):
     """Class ids (B,) of the largest logit for X (B, 784)."""
     activation, _ = _codes(activation)
-    network, theta, acts, _, net, batch = _prepare(params, X, None)
+    _network, theta, acts, _, net, batch = _prepare(params, X, None)
     network_forward(acts, theta, batch, net, activation)
     shapes, _, act_offsets = net
     logits = layer_acts(acts, shapes, act_offsets, len(shapes) - 1, X.shape[0])
@@ -604,8 +662,9 @@ def evaluate(network, theta, samples, activation, loss, size=1000):
     total, correct = 0.0, 0
     for start in range(0, N, size):
         batch = gather_batch(buffers, samples, np.arange(start, min(start + size, N)))
-        batch_total, batch_correct = evaluate_batch(acts, dacts, theta, batch, net, activation,
-                                                    loss)
+        batch_total, batch_correct = evaluate_batch(
+            acts, dacts, theta, batch, net, activation, loss
+        )
         total += batch_total
         correct += batch_correct
     return total / N, correct / N
@@ -625,9 +684,26 @@ def learning_rates(lr, schedule, total_steps, dtype):
     return (lr * 0.5 * (1.0 + np.cos(np.pi * step / total_steps))).astype(dtype)
 
 
-def train(train_set, test_set, *, layers, activation, loss, lr, seed, epochs, batch_size,
-          momentum=0.9, weight_decay=0.0, dtype="float32", log_every=50, on_epoch=None,
-          progress=None, schedule="constant", divergence_threshold=10.0):
+def train(
+    train_set,
+    test_set,
+    *,
+    layers,
+    activation,
+    loss,
+    lr,
+    seed,
+    epochs,
+    batch_size,
+    momentum=0.9,
+    weight_decay=0.0,
+    dtype="float32",
+    log_every=50,
+    on_epoch=None,
+    progress=None,
+    schedule="constant",
+    divergence_threshold=10.0,
+):
     """Mini-batch SGD with momentum on (images uint8 (N, 784), labels (N,)) pairs.
 
     One Generator, default_rng(seed), draws the initial weights and then each epoch's
@@ -638,7 +714,7 @@ def train(train_set, test_set, *, layers, activation, loss, lr, seed, epochs, ba
     `on_epoch(epoch, row)` is called after each epoch; `progress(epoch, batches_done,
     batches)` now and then within one."""
     activation_code, loss_code = _codes(activation, loss)
-    images, labels = train_set
+    images, _labels = train_set
     if not 1 <= batch_size <= len(images):
         raise ValueError(f"batch_size: expected 1..{len(images)}, found {batch_size}")
     rng = np.random.default_rng(seed)
@@ -666,11 +742,26 @@ def train(train_set, test_set, *, layers, activation, loss, lr, seed, epochs, ba
         done = 0
         while done < n_batches and diverged_step is None:
             count = 1 if step == 0 else min(chunk, n_batches - done)
-            trained = train_batches(totals[done: done + count], corrects[done: done + count],
-                                    theta, velocity, grad, acts, dacts, buffers, net,
-                                    activation_code, loss_code, samples, order,
-                                    done * batch_size, rates[step: step + count], momentum,
-                                    weight_decay, limit)
+            trained = train_batches(
+                totals[done : done + count],
+                corrects[done : done + count],
+                theta,
+                velocity,
+                grad,
+                acts,
+                dacts,
+                buffers,
+                net,
+                activation_code,
+                loss_code,
+                samples,
+                order,
+                done * batch_size,
+                rates[step : step + count],
+                momentum,
+                weight_decay,
+                limit,
+            )
             if step == 0:
                 limit = divergence_threshold * (totals[0] / sizes[0])
             for i in range(done, done + trained):
@@ -689,16 +780,26 @@ def train(train_set, test_set, *, layers, activation, loss, lr, seed, epochs, ba
         if diverged_step is not None:
             break
         timing.append({"epoch": epoch, "seconds": time.perf_counter() - started})
-        test_loss, test_accuracy = evaluate(network, theta, test_samples, activation_code,
-                                            loss_code)
+        test_loss, test_accuracy = evaluate(
+            network, theta, test_samples, activation_code, loss_code
+        )
         # cumsum adds in order, as the epoch did; np.sum's pairwise order would differ.
         total = float(np.cumsum(totals)[-1])
-        row = {"epoch": epoch, "train_loss": total / len(images),
-               "train_accuracy": int(corrects.sum()) / len(images), "test_loss": test_loss,
-               "test_accuracy": test_accuracy}
+        row = {
+            "epoch": epoch,
+            "train_loss": total / len(images),
+            "train_accuracy": int(corrects.sum()) / len(images),
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+        }
         history.append(row)
         if on_epoch is not None:
             on_epoch(epoch, row)
-    return {"params": network.unpack(theta), "history": history, "steps": steps,
-            "timing": timing, "diverged": diverged_step is not None,
-            "diverged_step": diverged_step}
+    return {
+        "params": network.unpack(theta),
+        "history": history,
+        "steps": steps,
+        "timing": timing,
+        "diverged": diverged_step is not None,
+        "diverged_step": diverged_step,
+    }

@@ -6,10 +6,10 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from jitprop.io import save_figure  # noqa: E402
+from jitprop.io import save_figure
 
 # Deterministic PNGs: no hash-salted ids, fixed fonts and sizes.
 plt.rcParams.update({"svg.hashsalt": "jitprop", "figure.dpi": 120, "font.size": 9})
@@ -18,8 +18,9 @@ plt.rcParams.update({"svg.hashsalt": "jitprop", "figure.dpi": 120, "font.size": 
 def _grid(n_panels):
     cols = min(3, n_panels)
     rows = math.ceil(n_panels / cols)
-    figure, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False,
-                                sharex=True, layout="constrained")
+    figure, axes = plt.subplots(
+        rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharex=True, layout="constrained"
+    )
     for ax in axes.flat[n_panels:]:
         ax.set_visible(False)
     return figure, axes.flat
@@ -35,8 +36,10 @@ def toy_loss_grid(history, path):
     (a min-max band with its median when there are more than MAX_LINES).  A sweep of more
     than MAX_PANELS learning rates shows that many, evenly spread over the sorted rates."""
     rates = sorted(history["lr"].unique())
-    shown = [rates[k] for k in np.linspace(0, len(rates) - 1, min(len(rates), MAX_PANELS))
-             .round().astype(int)]
+    shown = [
+        rates[k]
+        for k in np.linspace(0, len(rates) - 1, min(len(rates), MAX_PANELS)).round().astype(int)
+    ]
     figure, axes = _grid(len(shown))
     for ax, lr in zip(axes, shown, strict=False):
         runs = history[history["lr"] == lr]
@@ -48,8 +51,14 @@ def toy_loss_grid(history, path):
             ax.plot([], [], color="tab:gray", alpha=0.5, label=f"random starts ({n_seeds} seeds)")
         elif n_seeds:
             band = seeded.groupby("step")["E_total"].agg(["min", "median", "max"])
-            ax.fill_between(band.index, band["min"], band["max"], color="tab:gray", alpha=0.3,
-                            label=f"random starts: min-max of {n_seeds} seeds")
+            ax.fill_between(
+                band.index,
+                band["min"],
+                band["max"],
+                color="tab:gray",
+                alpha=0.3,
+                label=f"random starts: min-max of {n_seeds} seeds",
+            )
             ax.plot(band.index, band["median"], color="tab:gray", lw=1, label="their median")
         sheet = runs[runs["init"] == "sheet"]
         ax.plot(sheet["step"], sheet["E_total"], color="tab:blue", lw=2, label="sheet weights")
@@ -73,8 +82,13 @@ def toy_loss_overlay(history, path):
     norm = matplotlib.colors.LogNorm(min(rates), max(rates)) if len(rates) > 1 else None
     for lr, run in sheet.groupby("lr"):
         color = plt.cm.viridis(0.9 * norm(lr) if norm else 0.0)
-        ax.plot(run["step"], run["E_total"], color=color, label=f"η = {lr:g}",
-                lw=1.5 if len(rates) <= MAX_PANELS else 0.8)
+        ax.plot(
+            run["step"],
+            run["E_total"],
+            color=color,
+            label=f"η = {lr:g}",
+            lw=1.5 if len(rates) <= MAX_PANELS else 0.8,
+        )
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("E_total (log scale)")
@@ -107,12 +121,14 @@ def _curves(history, summary, path, metrics, ylabel, title, log_y):
     per metric.  Diverged runs contribute the epochs they completed."""
     rates = sorted(summary["lr"].unique())
     colors = _lr_colors(rates)
-    figure, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4),
-                                layout="constrained", squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(metrics), figsize=(5.5 * len(metrics), 4), layout="constrained", squeeze=False
+    )
     for ax, (column, label) in zip(axes.flat, metrics, strict=True):
         for lr in rates:
-            stats = (history[history["lr"] == lr].groupby("epoch")[column]
-                     .agg(["mean", "min", "max"]))
+            stats = (
+                history[history["lr"] == lr].groupby("epoch")[column].agg(["mean", "min", "max"])
+            )
             name = f"η = {lr:g}{_diverged_note(summary, lr)}"
             if stats.empty:
                 ax.plot([], [], color=colors[lr], ls=":", label=name + ": no epoch completed")
@@ -126,25 +142,46 @@ def _curves(history, summary, path, metrics, ylabel, title, log_y):
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
         ax.xaxis.get_major_locator().set_params(integer=True)
-    figure.legend(*axes.flat[-1].get_legend_handles_labels(), loc="outside right center",
-                  title="learning rate\n(mean over seeds,\nmin-max band)", fontsize=8,
-                  title_fontsize=8)
+    figure.legend(
+        *axes.flat[-1].get_legend_handles_labels(),
+        loc="outside right center",
+        title="learning rate\n(mean over seeds,\nmin-max band)",
+        fontsize=8,
+        title_fontsize=8,
+    )
     figure.suptitle(title)
     save_figure(figure, path)
     plt.close(figure)
 
 
 def mlp_loss_curves(history, summary, path):
-    _curves(history, summary, path, [("train_loss", "train loss (mean over the epoch)"),
-                                     ("test_loss", "test loss (test set, end of epoch)")],
-            "loss", "MLP on MNIST: loss per epoch", log_y=True)
+    _curves(
+        history,
+        summary,
+        path,
+        [
+            ("train_loss", "train loss (mean over the epoch)"),
+            ("test_loss", "test loss (test set, end of epoch)"),
+        ],
+        "loss",
+        "MLP on MNIST: loss per epoch",
+        log_y=True,
+    )
 
 
 def mlp_accuracy_curves(history, summary, path):
-    _curves(history, summary, path,
-            [("train_accuracy", "train accuracy (over the epoch)"),
-             ("test_accuracy", "test accuracy (test set, end of epoch)")],
-            "accuracy", "MLP on MNIST: accuracy per epoch", log_y=False)
+    _curves(
+        history,
+        summary,
+        path,
+        [
+            ("train_accuracy", "train accuracy (over the epoch)"),
+            ("test_accuracy", "test accuracy (test set, end of epoch)"),
+        ],
+        "accuracy",
+        "MLP on MNIST: accuracy per epoch",
+        log_y=False,
+    )
 
 
 def mlp_accuracy_vs_lr(by_lr, path):
@@ -153,18 +190,39 @@ def mlp_accuracy_vs_lr(by_lr, path):
     figure, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     ok = by_lr[by_lr["mean_final_test_accuracy"].notna()]
     mean = ok["mean_final_test_accuracy"] * 100
-    errors = [mean - ok["min_final_test_accuracy"] * 100,
-              ok["max_final_test_accuracy"] * 100 - mean]
-    ax.errorbar(ok["lr"], mean, yerr=errors, marker="o", capsize=4,
-                label="final test accuracy: mean, min-max over seeds")
+    errors = [
+        mean - ok["min_final_test_accuracy"] * 100,
+        ok["max_final_test_accuracy"] * 100 - mean,
+    ]
+    ax.errorbar(
+        ok["lr"],
+        mean,
+        yerr=errors,
+        marker="o",
+        capsize=4,
+        label="final test accuracy: mean, min-max over seeds",
+    )
     for lr, acc, n_div in zip(ok["lr"], mean, ok["n_diverged"], strict=True):
-        ax.annotate(f"{acc:.2f}%" + (f"\n{n_div} diverged" if n_div else ""), (lr, acc),
-                    textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
+        ax.annotate(
+            f"{acc:.2f}%" + (f"\n{n_div} diverged" if n_div else ""),
+            (lr, acc),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+            fontsize=7,
+        )
     lost = by_lr[by_lr["mean_final_test_accuracy"].isna()]
     if len(lost):
         bottom = ax.get_ylim()[0] if len(ok) else 0
-        ax.scatter(lost["lr"], [bottom] * len(lost), marker="x", color="tab:red", zorder=3,
-                   clip_on=False, label="all runs diverged")
+        ax.scatter(
+            lost["lr"],
+            [bottom] * len(lost),
+            marker="x",
+            color="tab:red",
+            zorder=3,
+            clip_on=False,
+            label="all runs diverged",
+        )
     ax.set_xscale("log")
     ax.set_xticks(by_lr["lr"], [f"{lr:g}" for lr in by_lr["lr"]])
     ax.minorticks_off()

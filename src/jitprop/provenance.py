@@ -12,8 +12,13 @@ from pathlib import Path
 from jitprop.io import write_text
 
 PACKAGES = ["jitprop", "numpy", "numba", "llvmlite", "pandas", "matplotlib", "snakemake"]
-THREAD_VARIABLES = ["NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "MKL_NUM_THREADS", "NUMBA_CACHE_DIR"]
+THREAD_VARIABLES = [
+    "NUMBA_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_CACHE_DIR",
+]
 
 
 def config_hash(config):
@@ -24,12 +29,23 @@ def config_hash(config):
 
 def git_commit(directory):
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True,
-                                text=True, timeout=10, check=True)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           cwd=directory, capture_output=True, text=True, timeout=10).stdout
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
     return result.stdout.strip() + ("+dirty" if dirty.strip() else "")
 
 

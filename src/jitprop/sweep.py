@@ -4,12 +4,27 @@ Timings are kept in their own table, apart from everything that must reproduce t
 import numpy as np
 import pandas as pd
 
-HISTORY_COLUMNS = ["lr", "seed", "epoch", "train_loss", "train_accuracy", "test_loss",
-                   "test_accuracy"]
+HISTORY_COLUMNS = [
+    "lr",
+    "seed",
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+]
 STEPS_COLUMNS = ["lr", "seed", "step", "batch_loss"]
-SUMMARY_COLUMNS = ["lr", "seed", "epochs_completed", "diverged", "diverged_step",
-                   "final_train_loss", "final_test_loss", "final_test_accuracy",
-                   "best_test_accuracy"]
+SUMMARY_COLUMNS = [
+    "lr",
+    "seed",
+    "epochs_completed",
+    "diverged",
+    "diverged_step",
+    "final_train_loss",
+    "final_test_loss",
+    "final_test_accuracy",
+    "best_test_accuracy",
+]
 TIMING_COLUMNS = ["lr", "seed", "epoch", "seconds"]
 
 
@@ -25,17 +40,28 @@ def run_frames(result, lr, seed):
     history = _frame(result["history"], HISTORY_COLUMNS, lr, seed)
     steps = _frame(result["steps"], STEPS_COLUMNS, lr, seed)
     last = result["history"][-1] if result["history"] else {}
-    summary = pd.DataFrame([{
-        "lr": float(lr), "seed": seed, "epochs_completed": len(result["history"]),
-        "diverged": result["diverged"],
-        "diverged_step": result["diverged_step"],
-        "final_train_loss": last.get("train_loss", np.nan),
-        "final_test_loss": last.get("test_loss", np.nan),
-        # A diverged run has no final model: its final accuracy is missing, not the last good one.
-        "final_test_accuracy": np.nan if result["diverged"] else last.get("test_accuracy", np.nan),
-        "best_test_accuracy": max((r["test_accuracy"] for r in result["history"]),
-                                  default=np.nan),
-    }], columns=SUMMARY_COLUMNS)
+    summary = pd.DataFrame(
+        [
+            {
+                "lr": float(lr),
+                "seed": seed,
+                "epochs_completed": len(result["history"]),
+                "diverged": result["diverged"],
+                "diverged_step": result["diverged_step"],
+                "final_train_loss": last.get("train_loss", np.nan),
+                "final_test_loss": last.get("test_loss", np.nan),
+                # A diverged run has no final model: its final accuracy is missing, not the
+                # last good one.
+                "final_test_accuracy": np.nan
+                if result["diverged"]
+                else last.get("test_accuracy", np.nan),
+                "best_test_accuracy": max(
+                    (r["test_accuracy"] for r in result["history"]), default=np.nan
+                ),
+            }
+        ],
+        columns=SUMMARY_COLUMNS,
+    )
     summary["diverged_step"] = summary["diverged_step"].astype("Int64")
     timing = _frame(result["timing"], TIMING_COLUMNS, lr, seed)
     return {"history": history, "steps": steps, "summary": summary, "timing": timing}
@@ -53,11 +79,15 @@ def summary_by_lr(summary):
     rows = []
     for lr, group in summary.groupby("lr", sort=True):
         ok = group.loc[~group["diverged"].astype(bool), "final_test_accuracy"]
-        rows.append({
-            "lr": lr, "n_runs": len(group), "n_diverged": int(group["diverged"].sum()),
-            "mean_final_test_accuracy": ok.mean() if len(ok) else np.nan,
-            "std_final_test_accuracy": ok.std(ddof=1) if len(ok) > 1 else np.nan,
-            "min_final_test_accuracy": ok.min() if len(ok) else np.nan,
-            "max_final_test_accuracy": ok.max() if len(ok) else np.nan,
-        })
+        rows.append(
+            {
+                "lr": lr,
+                "n_runs": len(group),
+                "n_diverged": int(group["diverged"].sum()),
+                "mean_final_test_accuracy": ok.mean() if len(ok) else np.nan,
+                "std_final_test_accuracy": ok.std(ddof=1) if len(ok) > 1 else np.nan,
+                "min_final_test_accuracy": ok.min() if len(ok) else np.nan,
+                "max_final_test_accuracy": ok.max() if len(ok) else np.nan,
+            }
+        )
     return pd.DataFrame(rows)

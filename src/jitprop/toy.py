@@ -50,7 +50,7 @@ def toy_forward(w, i1, i2, t1, t2):
 def toy_backward(w, i1, i2, t1, t2, out_h1, out_h2, out_o1, out_o2):
     """Gradients (dE_total/dw1, ..., dE_total/dw8) from the saved forward outputs
     (sigmoid'(x) = s(1 - s)).  Mirrors toy_forward in reverse."""
-    w1, w2, w3, w4, w5, w6, w7, w8 = w
+    _w1, _w2, _w3, _w4, w5, w6, w7, w8 = w
     # Output layer: delta_o = dE/dout_o * dout_o/do.
     delta_o1 = (out_o1 - t1) * out_o1 * (1.0 - out_o1)
     delta_o2 = (out_o2 - t2) * out_o2 * (1.0 - out_o2)
@@ -75,8 +75,16 @@ def toy_step(w, i1, i2, t1, t2, lr):
     cells = toy_forward(w, i1, i2, t1, t2)
     _, out_h1, _, out_h2, _, out_o1, _, out_o2, _, _, _ = cells
     g = toy_backward(w, i1, i2, t1, t2, out_h1, out_h2, out_o1, out_o2)
-    updated = (w[0] - lr * g[0], w[1] - lr * g[1], w[2] - lr * g[2], w[3] - lr * g[3],
-               w[4] - lr * g[4], w[5] - lr * g[5], w[6] - lr * g[6], w[7] - lr * g[7])
+    updated = (
+        w[0] - lr * g[0],
+        w[1] - lr * g[1],
+        w[2] - lr * g[2],
+        w[3] - lr * g[3],
+        w[4] - lr * g[4],
+        w[5] - lr * g[5],
+        w[6] - lr * g[6],
+        w[7] - lr * g[7],
+    )
     return cells, g, updated
 
 
@@ -191,8 +199,11 @@ def summarize(E_total):
     """One run's summary from its E_total per step: the first and last value, and the first
     step at which it fell below 1% of its start (None if never)."""
     below = np.flatnonzero(E_total < 0.01 * E_total[0])
-    return {"E_total_first": float(E_total[0]), "E_total_last": float(E_total[-1]),
-            "steps_to_1pct": int(below[0]) if below.size else None}
+    return {
+        "E_total_first": float(E_total[0]),
+        "E_total_last": float(E_total[-1]),
+        "steps_to_1pct": int(below[0]) if below.size else None,
+    }
 
 
 def run(weights, inputs, targets, lr, steps, seed=None, init_range=(-1.0, 1.0)):
@@ -234,6 +245,7 @@ def sweep_part(runs, weights, inputs, targets, steps, init_range):
             history.append(f"{keys},{step},{fixed}," + ",".join(map(_number, values)))
         result = summarize(rows[:, 8 + CELLS.index("E_total")])
         last = "" if result["steps_to_1pct"] is None else str(result["steps_to_1pct"])
-        summary.append(f"{keys},{_number(result['E_total_first'])},"
-                       f"{_number(result['E_total_last'])},{last}")
+        summary.append(
+            f"{keys},{_number(result['E_total_first'])},{_number(result['E_total_last'])},{last}"
+        )
     return "".join(line + "\n" for line in history), "".join(line + "\n" for line in summary)
