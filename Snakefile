@@ -1,15 +1,16 @@
 # jitprop: backpropagation experiments, from config.yaml to results/. Wiring only; the rules
 # live in workflow/rules/, the logic in src/jitprop/.
-from jitprop.config import ConfigError, load_schema, validate_config
+from jitprop.config import ConfigError, validate_config
+from jitprop.config import defaults as config_defaults
+from jitprop.tables import RUN_TABLES, SWEEP_TABLES
 
 
 configfile: "config.yaml"
 
 
 try:
-    config = validate_config(
-        config, load_schema(workflow.source_path("workflow/schemas/config.schema.yaml"))
-    )
+    # The schema, workflow/schemas/config.schema.yaml, ships with the package.
+    config = validate_config(config)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -21,10 +22,9 @@ wildcard_constraints:
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/toy.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/toy.smk"
 include: "workflow/rules/mlp.smk"
-include: "workflow/rules/aggregate.smk"
 
 
 # Light steps stay on the submitting machine under a cluster executor; the download needs the

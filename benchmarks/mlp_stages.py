@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from jitprop import data, mlp
+from jitprop import data, layers, mlp, training
 
 STAGES = [
     "gather the batch",
@@ -29,36 +29,33 @@ STAGES = [
 
 
 @njit
-def epoch_until(stage, samples, order, buffers, acts, dacts, theta, velocity, grad, net):
-    """The batches of one epoch, each run through the first `stage` stages of train_step."""
-    shapes, offsets, act_offsets = net
-    B = buffers[2].size
-    (W1, b1), (W2, b2) = [mlp.layer_params(theta, shapes, offsets, k) for k in range(2)]
-    (dW1, db1), (dW2, db2) = [mlp.layer_params(grad, shapes, offsets, k) for k in range(2)]
-    h, logits = [mlp.layer_acts(acts, shapes, act_offsets, k, B) for k in range(2)]
-    dh, dlogits = [mlp.layer_acts(dacts, shapes, act_offsets, k, B) for k in range(2)]
+def epoch_until(stage, samples, order, buffers, net, sgd):
+    """The batches of one epoch, each run through the first `stage` stages of _train_step."""
+    layout, B = net.layout, buffers.y.size
+    (W1, b1), (W2, b2) = [mlp._layer_params(sgd.theta, layout, k) for k in range(2)]
+    (dW1, db1), (dW2, db2) = [mlp._layer_params(sgd.grad, layout, k) for k in range(2)]
+    h, logits = [mlp._layer_acts(net.acts, layout, k, B) for k in range(2)]
+    dh, dlogits = [mlp._layer_acts(net.dacts, layout, k, B) for k in range(2)]
     for first in range(0, order.size - B + 1, B):
-        rows, cols, y = mlp.gather_batch(buffers, samples, order[first : first + B])
+        batch = mlp._gather_batch(buffers, samples, order[first : first + B])
         if stage > 1:
-            mlp.sparse_forward(h, rows, W1, b1)
-            mlp.relu_forward(h)
+            layers.csr_forward(h, batch.csr, W1, b1)
+            layers.relu_forward(h)
         if stage > 2:
-            mlp.dense_forward(logits, h, W2, b2)
+            layers.dense_forward(logits, h, W2, b2)
         if stage > 3:
-            mlp.cross_entropy_forward_backward(dlogits, logits, y)
+            layers.cross_entropy_forward_backward(dlogits, logits, batch.y)
         if stage > 4:
-            mlp.dense_backward_params(dW2, db2, dlogits, h)
+            layers.dense_backward_params(dW2, db2, dlogits, h)
         if stage > 5:
-            mlp.dense_backward_input(dh, dlogits, W2)
-            mlp.relu_backward(dh, h)
+            layers.dense_backward_input(dh, dlogits, W2)
+            layers.relu_backward(dh, h)
         if stage > 6:
-            mlp.transpose_rows(cols, rows, B)
+            layers.csr_to_csc(batch.csc, batch.csr, B)
         if stage > 7:
-            mlp.sparse_backward_params(dW1, db1, dh, cols)
+            layers.csc_backward_params(dW1, db1, dh, batch.csc)
         if stage > 8:
-            mlp.sgd_momentum_update(
-                theta, velocity, grad, net, np.float32(0.01), np.float32(0.9), np.float32(0)
-            )
+            training.sgd_momentum_update(sgd, np.float32(0.01))
 
 
 def main():
@@ -70,19 +67,14 @@ def main():
     args = parser.parse_args()
     numba.set_num_threads(args.threads)
     images, labels = data.load_split(args.data_dir, "train")
-    network = mlp.Network([784, 128, 10], "float32")
+    network = mlp._Network([784, 128, 10], "float32")
     theta = network.pack(mlp.init_params([784, 128, 10], 0))
-    acts, dacts, net, buffers = network.buffers(args.batch)
     state = (
         network.samples(images, labels),
         np.random.default_rng(0).permutation(len(images)),
-        buffers,
-        acts,
-        dacts,
-        theta,
-        np.zeros_like(theta),
-        np.zeros_like(theta),
-        net,
+        network.batch_buffers(args.batch),
+        network.net(args.batch, layers.RELU, layers.CROSS_ENTROPY),
+        training.sgd_state(theta, network.segments(), 0.9, 0.0),
     )
     cuts = range(1, len(STAGES) + 1)
     for cut in cuts:

@@ -119,3 +119,18 @@ def sgd_momentum(params, velocity, grads, lr, momentum, weight_decay):
         new_params.append((W - lr * vW, b - lr * vb))
         new_velocity.append((vW, vb))
     return new_params, new_velocity
+
+
+def linear_one_term_at_a_time(out, x, W, b):
+    """out (B, H) = b + x[n, 0] W[0] + x[n, 1] W[1] + ..., each product rounded, zero x
+    skipped: the order every layer kernel of jitprop.layers keeps, so they must give these bits
+    exactly, however they block and vectorize.  Plain loops, which benchmarks/mlp_tricks.py
+    also compiles as the baseline of the kernels' speed tricks."""
+    for n in range(x.shape[0]):
+        for j in range(W.shape[1]):
+            out[n, j] = b[j]
+        for k in range(x.shape[1]):
+            a = x[n, k]
+            if a != 0:
+                for j in range(W.shape[1]):
+                    out[n, j] += a * W[k, j]

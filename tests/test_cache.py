@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from test_workflow import digests_of
+from helpers import digests_of
 
 TABLES = [
     "results/toy/history.csv",
@@ -34,10 +34,10 @@ def toy_job(cache, out):
 
 def test_numba_cache_dir_is_honoured(tmp_path):
     cache = tmp_path / "cache"
-    first = toy_job(cache, tmp_path / "a.csv")
+    first = toy_job(cache, tmp_path / "a")
     assert any("data saved to" in line and str(cache) in line for line in first), first
     assert list(cache.rglob("*toy_train_kernel*.nbi")), "no index in NUMBA_CACHE_DIR"
-    second = toy_job(cache, tmp_path / "b.csv")
+    second = toy_job(cache, tmp_path / "b")
     assert any("data loaded from" in line and "toy_train_kernel" in line for line in second)
     assert not any("saved" in line for line in second), f"compiled again: {second}"
 
@@ -74,7 +74,7 @@ def test_cold_cache_with_many_concurrent_jobs(root, mnist_dir, tmp_path):
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert digests_of(tmp_path / "cold", TABLES) == digests_of(tmp_path / "warm", TABLES)
     # The cache the racing jobs wrote is whole: a new job loads, compiles nothing.
-    lines = toy_job(cache, tmp_path / "c.csv")
+    lines = toy_job(cache, tmp_path / "c")
     assert not any("saved" in line for line in lines), f"cache incomplete or corrupt: {lines}"
 
 
@@ -117,7 +117,7 @@ def test_callers_compiled_against_cached_parallel_kernels_load_again(mnist_dir, 
     segfaulted exactly there (numba/numba#8578), which jitprop.mlp works around."""
     cache = tmp_path / "cache"
     assert mlp_job(cache, mnist_dir, tmp_path / "a").returncode == 0
-    callers = [*cache.rglob("mlp.train_batches-*"), *cache.rglob("mlp.train_step-*")]
+    callers = [*cache.rglob("mlp._train_batches-*"), *cache.rglob("mlp._train_step-*")]
     assert callers, "the first job cached no training loop"
     for path in callers:
         path.unlink()

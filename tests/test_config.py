@@ -6,6 +6,7 @@ import copy
 import pytest
 import yaml
 
+from jitprop import config
 from jitprop.config import ConfigError, load_schema, validate_config
 
 
@@ -128,3 +129,26 @@ def test_seeds_become_ints(schema):
     config = validate_config(with_value({}, "mlp.seeds", [1.0, 2]), schema)
     assert config["mlp"]["seeds"] == [1, 2]
     assert isinstance(config["mlp"]["seeds"][0], int)
+
+
+def test_the_workflow_reads_the_packaged_schema(root, schema):
+    assert (root / "workflow/schemas/config.schema.yaml").resolve() == config.SCHEMA.resolve()
+    assert load_schema() == schema
+
+
+def test_defaults_are_the_schemas(schema):
+    mlp = schema["properties"]["mlp"]["properties"]
+    assert config.defaults("mlp") == {key: sub["default"] for key, sub in mlp.items()}
+    assert config.defaults("mlp")["lr_schedule"] == "cosine"
+
+
+def test_run_settings_fill_defaults_and_name_bad_ones():
+    settings = config.run_settings("mlp", {"epochs": 3})
+    assert settings["epochs"] == 3
+    assert settings["lr_schedule"] == config.defaults("mlp")["lr_schedule"]
+    assert "data_dir" not in settings
+    assert "learning_rates" not in settings
+    with pytest.raises(ConfigError, match=r"mlp setting 'schedule' unknown; expected one of: "):
+        config.run_settings("mlp", {"schedule": "cosine"})
+    with pytest.raises(ConfigError, match=r"config key mlp.epochs: found 0"):
+        config.run_settings("mlp", {"epochs": 0})

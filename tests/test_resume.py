@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from test_workflow import digests_of
+from helpers import digests_of
 
 pytestmark = pytest.mark.workflow
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import slurm_cluster
-from test_workflow import REPRODUCIBLE, digests_of
+from helpers import REPRODUCIBLE, digests_of
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 

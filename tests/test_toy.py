@@ -47,6 +47,7 @@ def tolerance(printed):
 
 
 @pytest.mark.parametrize(("lr", "k", "published"), PUBLISHED)
+@pytest.mark.kernel
 def test_published_E_total(lr, k, published):
     history = toy.train(SHEET_W, INPUTS, TARGETS, lr, 100)
     assert history["E_total"].iloc[0] == pytest.approx(E0, rel=1e-12)
@@ -56,6 +57,7 @@ def test_published_E_total(lr, k, published):
     )
 
 
+@pytest.mark.kernel
 def test_published_step0_gradients():
     history = toy.train(SHEET_W, INPUTS, TARGETS, 0.5, 1)
     got = history.loc[0, toy.GRADS].to_numpy(dtype=float)
@@ -94,6 +96,7 @@ def random_problem(seed):
 
 
 @pytest.mark.parametrize("seed", range(5))
+@pytest.mark.kernel
 def test_kernel_matches_reference(seed):
     w, i, t = random_problem(seed)
     history = toy.train(w, i, t, 0.7, 25)
@@ -119,6 +122,7 @@ def test_kernel_matches_reference(seed):
 
 
 @pytest.mark.parametrize("seed", range(5))
+@pytest.mark.kernel
 def test_gradients_match_central_differences(seed):
     w, i, t = random_problem(100 + seed)
     grads = toy.train(w, i, t, 0.1, 1).loc[0, toy.GRADS].to_numpy(float)
@@ -131,25 +135,12 @@ def test_gradients_match_central_differences(seed):
         assert grads[k] == pytest.approx(numeric, rel=1e-6, abs=1e-10), f"dE_dw{k + 1} differs"
 
 
+@pytest.mark.kernel
 def test_all_weights_update_together_from_one_forward_pass():
     history = toy.train(SHEET_W, INPUTS, TARGETS, 0.5, 2)
     w0 = history.loc[0, toy.WEIGHTS].to_numpy(float)
     g0 = history.loc[0, toy.GRADS].to_numpy(float)
     np.testing.assert_array_equal(history.loc[1, toy.WEIGHTS].to_numpy(float), w0 - 0.5 * g0)
-
-
-@pytest.mark.parametrize("block", [64, 5])  # one block of SIMD lanes; blocks with a remainder
-def test_grid_kernel_is_bit_identical_to_single_runs(block):
-    rates = np.array([0.1, 0.5, 2.0, 1e4])
-    starts = np.array([SHEET_W, *[toy.random_weights(s, (-1, 1)) for s in (1, 2, 3)]])
-    G = len(rates) * len(starts)
-    w0 = np.repeat(starts[None], len(rates), axis=0).reshape(G, 8)
-    lr = np.repeat(rates, len(starts))
-    E = np.empty((G, 30))
-    toy.toy_train_grid_kernel(E, w0, np.tile(INPUTS, (G, 1)), np.tile(TARGETS, (G, 1)), lr, block)
-    for g in range(G):
-        single = toy.train(w0[g], INPUTS, TARGETS, lr[g], 30)["E_total"].to_numpy()
-        np.testing.assert_array_equal(E[g], single, err_msg=f"E_total of grid net {g} differs")
 
 
 def correctly_rounded_exp(x):
@@ -158,6 +149,7 @@ def correctly_rounded_exp(x):
         return float(decimal.Decimal(x).exp())
 
 
+@pytest.mark.kernel
 def test_exp_is_within_one_ulp_of_correctly_rounded():
     rng = np.random.default_rng(0)
     x = np.concatenate(
@@ -189,7 +181,7 @@ def test_exp_is_within_one_ulp_of_correctly_rounded():
 def test_random_start_is_seeded_uniform():
     w = toy.random_weights(3, (-1.0, 1.0))
     np.testing.assert_array_equal(w, np.random.default_rng(3).uniform(-1.0, 1.0, 8))
-    run = toy.run(SHEET_W, INPUTS, TARGETS, 0.5, 2, seed=3)
+    run = toy.run(SHEET_W, INPUTS, TARGETS, 0.5, 2, seed=3, init_range=(-1.0, 1.0))
     np.testing.assert_array_equal(run.loc[0, toy.WEIGHTS].to_numpy(float), w)
     assert run["init"].iloc[0] == "random"
     assert run["seed"].iloc[0] == 3
@@ -223,7 +215,7 @@ def test_bad_arguments_are_named(kwargs, message):
 def test_sweep_part_writes_what_pandas_writes():
     runs = [(0.5, None), (0.5, 3), (2.0, 1), (1e4, None)]
     history, summary = toy.sweep_part(runs, SHEET_W, INPUTS, TARGETS, 40, (-1.0, 1.0))
-    frames = [toy.run(SHEET_W, INPUTS, TARGETS, lr, 40, seed=seed) for lr, seed in runs]
+    frames = [toy.run(SHEET_W, INPUTS, TARGETS, lr, 40, seed, (-1.0, 1.0)) for lr, seed in runs]
     expected = "".join(f.to_csv(index=False, header=False, lineterminator="\n") for f in frames)
     assert history == expected
     assert toy.HISTORY_HEADER == ",".join(frames[0].columns)

@@ -1,59 +1,19 @@
 """The Snakemake workflow end to end on a tiny real config: outputs, columns, bytes reproduced
 across runs and core counts, bad configs stopped before any job, lint and format."""
 
-import hashlib
 import os
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
-import yaml
+
+from helpers import REPRODUCIBLE, SNAKEMAKE, digests_of, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-REPRODUCIBLE = [
-    "results/toy/history.csv",
-    "results/toy/summary.csv",
-    "results/mlp/history.csv",
-    "results/mlp/steps.csv",
-    "results/mlp/summary.csv",
-    "results/mlp/summary_by_lr.csv",
-    "results/figures/toy_loss_grid.png",
-    "results/figures/toy_loss_overlay.png",
-    "results/figures/mlp_loss_curves.png",
-    "results/figures/mlp_accuracy_curves.png",
-    "results/figures/mlp_accuracy_vs_lr.png",
-]
-
-
-def snakemake(root, workdir, *args, check=True):
-    result = subprocess.run(
-        [*SNAKEMAKE, "-s", str(root / "Snakefile"), "--directory", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
-    if check and result.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
 
 def tiny_config(root, mnist_dir, directory, **changes):
-    config = yaml.safe_load((root / "tests/config/tiny.yaml").read_text())
-    config["mlp"]["data_dir"] = str(mnist_dir)
-    for dotted, value in changes.items():
-        section, key = dotted.split("__")
-        config[section][key] = value
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def digests_of(directory, names):
-    return {name: hashlib.sha256((directory / name).read_bytes()).hexdigest() for name in names}
+    return write_config(root, mnist_dir, directory, "tiny", **changes)
 
 
 def digests(directory):
@@ -128,8 +88,18 @@ def test_divergence_is_marked_and_reported(tiny_run):
     assert toy.loc[toy["lr"] == 10000.0, "E_total"].notna().all()
 
 
+def job_logs(workdir, family):
+    """The logs of a family's run jobs (not aggregation or figures); fails if there are none."""
+    logs = sorted((workdir / "results/logs" / family).glob("lr~*/*.log"))
+    assert logs, f"no {family} job log in {workdir}"
+    return logs
+
+
 def test_jobs_get_the_threads_of_their_rule(tiny_run):
-    for log in (tiny_run / "results/logs").rglob("seed*.log"):
+    # 3 learning rates x (sheet + 2 seeds) toy jobs; 3 learning rates x 2 seeds MLP jobs.
+    logs = job_logs(tiny_run, "toy") + job_logs(tiny_run, "mlp")
+    assert len(logs) == 9 + 6
+    for log in logs:
         assert log.read_text().splitlines()[0].startswith("jitprop: numba threads 1;"), log
     timing = pd.read_csv(tiny_run / "results/mlp/timing.csv")
     assert list(timing.columns) == ["lr", "seed", "epoch", "seconds"]
@@ -151,7 +121,7 @@ def test_mlp_jobs_on_two_threads_give_the_same_bytes(root, mnist_dir, tiny_run, 
     mlp_outputs = [name for name in REPRODUCIBLE if "mlp" in name]
     assert digests_of(tmp_path, mlp_outputs) == digests_of(tiny_run, mlp_outputs)
     threads = min(2, len(os.sched_getaffinity(0)))  # as the CLI caps it (Linux, as CI)
-    for log in (tmp_path / "results/logs/mlp").rglob("seed*.log"):
+    for log in job_logs(tmp_path, "mlp"):
         assert log.read_text().startswith(f"jitprop: numba threads {threads};"), log
 
 
@@ -165,14 +135,15 @@ def test_chunked_toy_jobs_give_the_same_bytes(root, mnist_dir, tiny_run, tmp_pat
     config = tiny_config(root, mnist_dir, tmp_path, toy__runs_per_job=4)
     snakemake(root, tmp_path, "toy", "--cores", "2", "--configfile", str(config))
     # 3 learning rates x 3 starts = 9 runs: chunks of 4, 4 and 1.
-    chunks = sorted(p.name for p in (tmp_path / "results/toy/runs").glob("chunk~*.csv"))
+    runs = tmp_path / "results/toy/runs"
+    chunks = sorted(str(p.relative_to(runs)) for p in runs.rglob("*.csv"))
     assert chunks == [
-        "chunk~00000.csv",
-        "chunk~00000.summary.csv",
-        "chunk~00001.csv",
-        "chunk~00001.summary.csv",
-        "chunk~00002.csv",
-        "chunk~00002.summary.csv",
+        "chunk~00000/history.csv",
+        "chunk~00000/summary.csv",
+        "chunk~00001/history.csv",
+        "chunk~00001/summary.csv",
+        "chunk~00002/history.csv",
+        "chunk~00002/summary.csv",
     ]
     names = ["results/toy/history.csv", "results/toy/summary.csv"]
     assert digests_of(tmp_path, names) == digests_of(tiny_run, names)
@@ -209,9 +180,7 @@ def test_corrupt_data_fails_before_training_and_leaves_nothing(root, mnist_dir, 
     assert not [p for p in runs.rglob("*") if p.is_file()], "a failed job left files behind"
     # Snakemake stops at the first failed job, so which MLP jobs started varies: every one
     # that did must name the file.
-    logs = list((tmp_path / "results/logs/mlp").rglob("seed~*.log"))
-    assert logs, "no MLP job ran"
-    for log in logs:
+    for log in job_logs(tmp_path, "mlp"):
         assert f"{labels}: corrupt or truncated gzip data" in log.read_text(), log
 
 

@@ -50,48 +50,32 @@ def cmd_toy(args):
 
     if (args.lr is None) == (not args.run):
         raise ValueError("give either --lr (one run) or one or more --run LR START")
-    runs = (
-        [(args.lr, args.seed)]
-        if args.lr is not None
-        else [(float(lr), _start(start)) for lr, start in args.run]
-    )
+    if args.lr is not None:
+        runs = [(args.lr, args.seed)]
+    else:
+        runs = [(float(lr), _start(start)) for lr, start in args.run]
     history, summary = toy.sweep_part(
         runs, args.weights, args.inputs, args.targets, args.steps, args.init_range
     )
-    io.write_text(toy.HISTORY_HEADER + "\n" + history, args.out)
-    if args.summary:
-        io.write_text(toy.SUMMARY_HEADER + "\n" + summary, args.summary)
+    io.write_text(toy.HISTORY_HEADER + "\n" + history, f"{args.out}/history.csv")
+    io.write_text(toy.SUMMARY_HEADER + "\n" + summary, f"{args.out}/summary.csv")
 
 
-def _concatenate(parts, header, path):
-    """One CSV from parts that share its header, in the order given."""
-    from jitprop import io
+def cmd_toy_aggregate(args):
+    from jitprop import tables, toy
 
-    chunks = [header + "\n"]
-    for part in parts:
-        with open(part, encoding="utf-8") as handle:
-            found = handle.readline().rstrip("\n")
-            if found != header:
-                raise ValueError(f"{part}: header {found!r}, expected {header!r}")
-            chunks.append(handle.read())
-    io.write_text("".join(chunks), path)
+    headers = {"history": toy.HISTORY_HEADER, "summary": toy.SUMMARY_HEADER}
+    tables.concatenate(args.runs, args.out, headers)
 
 
-def cmd_aggregate_toy(args):
-    from jitprop import toy
-
-    _concatenate(args.parts, toy.HISTORY_HEADER, args.history)
-    _concatenate(args.summary_parts, toy.SUMMARY_HEADER, args.summary)
-
-
-def cmd_plot_toy(args):
+def cmd_toy_plot(args):
     import pandas as pd
 
     from jitprop import plots
 
-    history = pd.read_csv(args.history, usecols=plots.TOY_COLUMNS)
-    plots.toy_loss_grid(history, args.grid)
-    plots.toy_loss_overlay(history, args.overlay)
+    history = pd.read_csv(f"{args.results}/history.csv", usecols=plots.TOY_COLUMNS)
+    plots.toy_loss_grid(history, f"{args.figures}/toy_loss_grid.png")
+    plots.toy_loss_overlay(history, f"{args.figures}/toy_loss_overlay.png")
 
 
 def _progress_bar(epochs):
@@ -113,30 +97,22 @@ def _progress_bar(epochs):
 
 
 def cmd_mlp(args):
-    from jitprop import data, io, mlp, sweep
+    from jitprop import data, mlp, runs, tables
 
     train_set = data.load_split(args.data_dir, "train", args.train_size)
     test_set = data.load_split(args.data_dir, "test", args.test_size)
+    settings = {key: getattr(args, key) for key in runs.MLP_OPTIONS}
+    for key in ["data_dir", "train_size", "test_size"]:
+        del settings[key]
     result = mlp.train(
         train_set,
         test_set,
-        layers=args.layers,
-        activation=args.activation,
-        loss=args.loss,
         lr=args.lr,
         seed=args.seed,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        dtype=args.dtype,
-        log_every=args.log_every,
         progress=_progress_bar(args.epochs),
-        schedule=args.lr_schedule,
-        divergence_threshold=args.divergence_threshold,
+        **settings,
     )
-    for name, frame in sweep.run_frames(result, args.lr, args.seed).items():
-        io.write_csv(frame, f"{args.out}/{name}.csv")
+    tables.write_run(result, args.lr, args.seed, args.out)
     if result["diverged"]:
         print(
             f"jitprop mlp: lr {args.lr} seed {args.seed} diverged at step "
@@ -147,21 +123,9 @@ def cmd_mlp(args):
 
 
 def cmd_mlp_aggregate(args):
-    import pandas as pd
+    from jitprop import tables
 
-    from jitprop import io, sweep
-
-    def read(name, **kwargs):
-        return sweep.concat_sorted(
-            [pd.read_csv(f"{d}/{name}.csv", **kwargs) for d in args.runs], ["lr", "seed"]
-        )
-
-    summary = read("summary", dtype={"diverged_step": "Int64"})
-    io.write_csv(read("history"), f"{args.out}/history.csv")
-    io.write_csv(read("steps"), f"{args.out}/steps.csv")
-    io.write_csv(summary, f"{args.out}/summary.csv")
-    io.write_csv(sweep.summary_by_lr(summary), f"{args.out}/summary_by_lr.csv")
-    io.write_csv(read("timing"), f"{args.out}/timing.csv")
+    tables.aggregate(args.runs, args.out)
 
 
 def cmd_mlp_plot(args):
@@ -183,11 +147,53 @@ def cmd_download_mnist(args):
     data.download_mnist(args.dest, args.mirrors)
 
 
+# JSON-schema types as argparse reads them.
+_TYPES = {"integer": int, "number": float, "string": str}
+
+
+def _add_schema_options(parser, section, keys):
+    """One option per config key of `section`, --key-name, with the schema's type, choices,
+    default and description: the command line and the config cannot disagree."""
+    from jitprop import config
+
+    properties = config.load_schema()["properties"][section]["properties"]
+    for key in keys:
+        spec = properties[key]
+        kind = spec.get("type")
+        options = {"default": spec["default"], "help": " ".join(spec["description"].split())}
+        if "enum" in spec:
+            options["choices"] = spec["enum"]
+        elif kind == "array":
+            fixed = spec.get("minItems") == spec.get("maxItems") is not None
+            options.update(
+                type=_TYPES[spec["items"]["type"]], nargs=spec["maxItems"] if fixed else "+"
+            )
+        else:
+            options["type"] = _TYPES[kind[0] if isinstance(kind, list) else kind]
+        options["help"] += f" (default: {spec['default']})"
+        parser.add_argument(f"--{key.replace('_', '-')}", **options)
+
+
+def _add_family_steps(sub, family, what):
+    """The aggregation and plotting subcommands, alike for every model family."""
+    agg = sub.add_parser(
+        f"{family}-aggregate", help=f"merge {what} runs into the sweep's CSVs in --out"
+    )
+    agg.add_argument("runs", nargs="+", help=f"run directories written by `jitprop {family}`")
+    agg.add_argument("--out", required=True, help="directory for the sweep's CSVs")
+    plot = sub.add_parser(f"{family}-plot", help=f"draw the {what} figures from the sweep's CSVs")
+    plot.add_argument("results", help=f"directory written by `jitprop {family}-aggregate`")
+    plot.add_argument("--figures", required=True, help="directory for the PNGs")
+
+
 def build_parser():
+    from jitprop import runs
+
     parser = argparse.ArgumentParser(
         prog="jitprop",
         description="Numba-accelerated backpropagation experiments. Each subcommand is one "
-        "step of the Snakemake pipeline and can be run by hand.",
+        "step of the Snakemake pipeline and can be run by hand. Defaults are the config "
+        "schema's.",
     )
     parser.add_argument(
         "--threads",
@@ -199,132 +205,50 @@ def build_parser():
 
     toy = sub.add_parser(
         "toy",
-        help="train the 2-2-2 exercise network once; write its history",
-        description="One run of the 2-2-2 sigmoid network: every cell of every "
-        "step (the spreadsheet) as one CSV row per step.",
+        help="train the 2-2-2 exercise network; write its history and summary into --out",
+        description="Runs of the 2-2-2 sigmoid network: every cell of every step (the "
+        "spreadsheet) as one CSV row per step, in --out/history.csv; one row per run in "
+        "--out/summary.csv.",
     )
     toy.add_argument("--lr", type=float, help="learning rate η of a single run")
-    toy.add_argument("--steps", type=int, default=100, help="gradient steps (default 100)")
     toy.add_argument(
         "--seed",
         type=int,
         default=None,
-        help="start from U(init-range) weights drawn with this seed "
-        "(default: the sheet's --weights)",
-    )
-    toy.add_argument(
-        "--weights",
-        type=float,
-        nargs=8,
-        default=[0.15, 0.2, 0.25, 0.3, 0.4, 0.45, 0.5, 0.55],
-        metavar="W",
-        help="w1..w8 of the sheet start (default: the exercise's)",
-    )
-    toy.add_argument(
-        "--inputs",
-        type=float,
-        nargs=2,
-        default=[0.05, 0.1],
-        metavar="I",
-        help="i1 i2 (default 0.05 0.1)",
-    )
-    toy.add_argument(
-        "--targets",
-        type=float,
-        nargs=2,
-        default=[0.5, 0.5],
-        metavar="T",
-        help="t1 t2 (default 0.5 0.5)",
-    )
-    toy.add_argument(
-        "--init-range",
-        type=float,
-        nargs=2,
-        default=[-1.0, 1.0],
-        metavar=("LOW", "HIGH"),
-        help="bounds of seeded starts (default -1 1)",
+        help="start from U(init-range) weights drawn with this seed (default: the sheet's "
+        "--weights)",
     )
     toy.add_argument(
         "--run",
         nargs=2,
         action="append",
         metavar=("LR", "START"),
-        help="instead of --lr/--seed: one run of several in one file; START is "
-        "'sheet' or a seed (repeat the option; the file keeps this order)",
+        help="instead of --lr/--seed: one run of several in one file; START is 'sheet' or a "
+        "seed (repeat the option; the files keep this order)",
     )
-    toy.add_argument("--out", required=True, help="history CSV to write (one row per step)")
-    toy.add_argument("--summary", help="summary CSV to write too (one row per run)")
-    toy.set_defaults(func=cmd_toy)
-
-    agg = sub.add_parser("toy-aggregate", help="merge toy runs into history.csv and summary.csv")
-    agg.add_argument("parts", nargs="+", help="history CSVs written by `jitprop toy`, in order")
-    agg.add_argument(
-        "--summary-parts", nargs="+", required=True, help="their summary CSVs, in the same order"
-    )
-    agg.add_argument("--history", required=True, help="history CSV to write")
-    agg.add_argument("--summary", required=True, help="summary CSV to write")
-    agg.set_defaults(func=cmd_aggregate_toy)
-
-    plot = sub.add_parser("toy-plot", help="draw the toy loss figures from history.csv")
-    plot.add_argument("history", help="aggregated toy history CSV")
-    plot.add_argument("--grid", required=True, help="PNG: one panel per learning rate")
-    plot.add_argument("--overlay", required=True, help="PNG: all sheet runs, log scale")
-    plot.set_defaults(func=cmd_plot_toy)
+    _add_schema_options(toy, "toy", ["steps", "weights", "inputs", "targets", "init_range"])
+    toy.add_argument("--out", required=True, help="directory for history.csv and summary.csv")
+    _add_family_steps(sub, "toy", "toy")
 
     mlp = sub.add_parser(
         "mlp",
         help="train one MLP on MNIST; write its tables into --out",
-        description="One training run of the MLP: history.csv (per epoch), "
-        "steps.csv (logged batch losses), summary.csv and timing.csv in --out.",
+        description="One training run of the MLP: history.csv (per epoch), steps.csv (logged "
+        "batch losses), summary.csv and timing.csv in --out.",
     )
     mlp.add_argument("--lr", type=float, required=True, help="learning rate η")
     mlp.add_argument("--seed", type=int, required=True, help="seed of init and shuffling")
-    mlp.add_argument("--data-dir", default="resources/mnist", help="directory of the IDX files")
-    mlp.add_argument("--layers", type=int, nargs="+", default=[784, 128, 10])
-    mlp.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default="relu")
-    mlp.add_argument("--loss", choices=["cross_entropy", "squared_error"], default="cross_entropy")
-    mlp.add_argument("--epochs", type=int, default=10)
-    mlp.add_argument("--batch-size", type=int, default=64)
-    mlp.add_argument("--momentum", type=float, default=0.9)
-    mlp.add_argument("--weight-decay", type=float, default=0.0)
-    mlp.add_argument(
-        "--lr-schedule",
-        choices=["cosine", "constant"],
-        default="cosine",
-        help="cosine: anneal from --lr to 0 over the run (default); constant",
-    )
-    mlp.add_argument(
-        "--divergence-threshold",
-        type=float,
-        default=10.0,
-        help="stop as diverged when a batch loss exceeds this multiple of the "
-        "first (default 10); NaN/inf always stops",
-    )
-    mlp.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    mlp.add_argument("--log-every", type=int, default=50, help="log the batch loss every N steps")
-    mlp.add_argument("--train-size", type=int, default=None, help="use the first N train images")
-    mlp.add_argument("--test-size", type=int, default=None, help="use the first N test images")
+    _add_schema_options(mlp, "mlp", runs.MLP_OPTIONS)
     mlp.add_argument("--out", required=True, help="directory for the run's CSVs")
-    mlp.set_defaults(func=cmd_mlp)
-
-    agg = sub.add_parser("mlp-aggregate", help="merge MLP runs into the sweep's CSVs")
-    agg.add_argument("runs", nargs="+", help="run directories written by `jitprop mlp`")
-    agg.add_argument(
-        "--out",
-        required=True,
-        help="directory for history, steps, summary, summary_by_lr and timing CSVs",
-    )
-    agg.set_defaults(func=cmd_mlp_aggregate)
-
-    plot = sub.add_parser("mlp-plot", help="draw the MLP figures from the aggregated CSVs")
-    plot.add_argument("results", help="directory written by mlp-aggregate")
-    plot.add_argument("--figures", required=True, help="directory for the PNGs")
-    plot.set_defaults(func=cmd_mlp_plot)
+    _add_family_steps(sub, "mlp", "MLP")
 
     down = sub.add_parser("download-mnist", help="fetch MNIST with MD5 verification")
     down.add_argument("--dest", required=True, help="directory to fill")
     down.add_argument("--mirrors", nargs="+", required=True, help="https base URLs, in order")
-    down.set_defaults(func=cmd_download_mnist)
+
+    # Each subcommand runs the function named after it: cmd_ and its name with _ for -.
+    for name, command in sub.choices.items():
+        command.set_defaults(func=globals()[f"cmd_{name.replace('-', '_')}"])
     return parser
 
 

@@ -1,16 +1,30 @@
-"""Validate an experiment config against its JSON schema, fill defaults, and check what a schema
-cannot say (NaN, layer widths, batch size vs data), with messages that name the key."""
+"""The config's schema, the one source of every default, and validation: fill defaults, check
+the schema and what a schema cannot say (NaN, layer widths, batch size vs data), with messages
+that name the key."""
 
 import copy
+import functools
 import math
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 MNIST_PIXELS, MNIST_CLASSES = 784, 10
 MNIST_TRAIN_SIZE = 60_000
-DOWNLOAD_DIR = "resources/mnist"
+# The schema ships with the package (workflow/schemas/ links to it), so Python callers, the CLI
+# and the workflow read the same defaults.
+SCHEMA = Path(__file__).with_name("config.schema.yaml")
+# Keys of a section that say which runs there are and where their data comes from, rather than
+# how one run trains.
+NOT_RUN_KEYS = {
+    "learning_rates",
+    "seeds",
+    "data_dir",
+    "mirrors",
+    "train_size",
+    "test_size",
+    "runs_per_job",
+}
 
 
 class ConfigError(ValueError):
@@ -62,24 +76,60 @@ def _schema_error(error, schema):
     return f"config key {key}: found {error.instance!r}: {error.message}{expected}"
 
 
-def load_schema(path):
+def _schema_problems(instance, schema):
+    """Every place where `instance` breaks `schema`, or holds NaN or infinity, in words."""
+    import jsonschema  # here: a toy job reads defaults, and never validates
+
+    problems = [
+        f"config key {key_name(p)}: found {v!r}, expected a finite number"
+        for p, v in _non_finite(instance)
+    ]
+    validator = jsonschema.Draft202012Validator(schema)
+    for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
+        problems.append(_schema_error(error, schema))
+    return problems
+
+
+def load_schema(path=SCHEMA):
     with open(path, encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
 
-def validate_config(config, schema):
+@functools.cache
+def _schema():
+    return load_schema()
+
+
+def defaults(section):
+    """{key: default} of one section of the config, from the schema."""
+    properties = _schema()["properties"][section]["properties"]
+    return {key: copy.deepcopy(sub["default"]) for key, sub in properties.items()}
+
+
+def run_settings(section, settings):
+    """The settings of one run of `section` (`settings` filled with the schema's defaults),
+    checked against the schema; raises ConfigError naming any unknown or invalid one."""
+    keys = [key for key in defaults(section) if key not in NOT_RUN_KEYS]
+    unknown = sorted(set(settings) - set(keys))
+    if unknown:
+        raise ConfigError(
+            f"{section} setting {unknown[0]!r} unknown; expected one of: " + ", ".join(keys)
+        )
+    filled = {key: settings.get(key, value) for key, value in defaults(section).items()}
+    problems = _schema_problems({section: filled}, _schema())
+    if problems:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+    return {key: filled[key] for key in keys}
+
+
+def validate_config(config, schema=None):
     """Return a copy of `config` with defaults filled, or raise ConfigError listing every problem.
 
-    `schema` is the parsed JSON schema (workflow/schemas/config.schema.yaml)."""
+    `schema`: the parsed JSON schema, by default the package's (config.schema.yaml)."""
+    schema = _schema() if schema is None else schema
     config = copy.deepcopy(dict(config))
     _fill_defaults(config, schema)
-    problems = [
-        f"config key {key_name(p)}: found {v!r}, expected a finite number"
-        for p, v in _non_finite(config)
-    ]
-    validator = jsonschema.Draft202012Validator(schema)
-    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
-        problems.append(_schema_error(error, schema))
+    problems = _schema_problems(config, schema)
     if not problems:
         problems = _semantic_problems(config)
     if problems:
@@ -123,11 +173,11 @@ def _semantic_problems(config):
         problems.append(
             f"config key mlp.test_size: found {mlp['test_size']}, expected at most 10000"
         )
-    data_dir = Path(mlp["data_dir"])
-    if Path(mlp["data_dir"]).as_posix() != DOWNLOAD_DIR and not data_dir.is_dir():
+    data_dir, download_dir = Path(mlp["data_dir"]), defaults("mlp")["data_dir"]
+    if data_dir.as_posix() != download_dir and not data_dir.is_dir():
         problems.append(
             f"config key mlp.data_dir: directory {str(data_dir)!r} does not exist; "
-            f"expected a directory holding the MNIST IDX files, or {DOWNLOAD_DIR!r} "
+            f"expected a directory holding the MNIST IDX files, or {download_dir!r} "
             "to download them"
         )
     return problems

@@ -38,16 +38,28 @@ class DataError(ValueError):
     """A data file is missing, corrupt or not what was expected; the message names the file."""
 
 
+def choose_file(data_dir, stem):
+    """The file of `stem` a run reads from data_dir: `stem.gz` if present (as downloaded), else
+    `stem` if present (a user's decompressed copy), else `stem.gz` (still to be downloaded).
+    The workflow tracks the file this names, and the run reads that very file."""
+    gz, plain = Path(data_dir) / f"{stem}.gz", Path(data_dir) / stem
+    return plain if plain.is_file() and not gz.is_file() else gz
+
+
+def mnist_paths(data_dir):
+    """The four files of MNIST in data_dir as choose_file names them, in the order of FILES."""
+    return [choose_file(data_dir, stem) for stem in FILES.values()]
+
+
 def find_file(data_dir, stem):
-    """The path of `stem` or `stem.gz` in data_dir."""
-    for name in (f"{stem}.gz", stem):
-        path = Path(data_dir) / name
-        if path.is_file():
-            return path
-    raise DataError(
-        f"{Path(data_dir) / stem}[.gz]: file not found; expected the MNIST file "
-        f"{stem} (gzipped or not) in data_dir {str(data_dir)!r}"
-    )
+    """The path of `stem` or `stem.gz` in data_dir (see choose_file); DataError if neither."""
+    path = choose_file(data_dir, stem)
+    if not path.is_file():
+        raise DataError(
+            f"{Path(data_dir) / stem}[.gz]: file not found; expected the MNIST file "
+            f"{stem} (gzipped or not) in data_dir {str(data_dir)!r}"
+        )
+    return path
 
 
 def _read_bytes(path):

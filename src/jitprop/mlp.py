@@ -1,556 +1,169 @@
-"""A multilayer perceptron on MNIST: Numba forward/backward kernels, the public API
-(init_params, loss_and_grads, predict) and the mini-batch SGD training loop.
+"""A multilayer perceptron on MNIST: its network on flat buffers (forward, backward, one batch's
+training step) and the public API, init_params, loss_and_grads, predict and train.
 
 Shapes: B batch, D fan-in of a layer, H fan-out of a layer, K classes, N samples.
-Kernels are deterministic: the same inputs give the same bits, whatever the number of threads.
+The layer kernels are in jitprop.layers, the training loop in jitprop.training.
 """
 
 import itertools
 import math
-import time
-import warnings
+from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange
-from numba.core.errors import NumbaPerformanceWarning
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh")
-LOSSES = ("cross_entropy", "squared_error")
-
-# Numba can segfault when a cached function that was compiled against a cached parallel=True
-# callee is later loaded from the cache (numba/numba#8578; reproduced here with two jobs
-# sharing one cache).  So every function that calls a parallel kernel is parallel=True too,
-# though it has no loop of its own to spread over threads, and Numba's warning that it found
-# nothing to parallelize in such a function is silenced.
-warnings.filterwarnings(
-    "ignore",
-    r"\s*The keyword argument 'parallel=True' was specified but no "
-    "transformation for parallel execution was possible",
-    NumbaPerformanceWarning,
+from jitprop import config, training
+from jitprop.jit import calls_parallel
+from jitprop.layers import (
+    ACTIVATIONS,
+    CSR,
+    LOSSES,
+    activation_backward,
+    activation_forward,
+    csc_backward_params,
+    csr_forward,
+    csr_from_dense,
+    csr_to_csc,
+    dense_backward_input,
+    dense_backward_params,
+    dense_forward,
+    loss_forward_backward,
 )
 
-
-# --------------------------------------------------------------------------- layers
-# Every kernel keeps the order of its sums: out = b + x[0] W[0] + x[1] W[1] + ..., one rounded
-# product at a time, skipping only the terms whose input x[k] is exactly zero.  So however the
-# loops are blocked, vectorized or spread over threads, the result is the same bits.
-#
-# The input layer reads MNIST pixels, about 81% zero: it works on lists of the nonzero
-# entries, by rows (each sample's pixels, in order) for the forward pass and by columns (each
-# pixel's samples, in order) for dW.  `rows` = (start, column, value), row n's entries at
-# start[n]:start[n + 1]; `cols` alike.  The other layers are dense and vectorize along the
-# batch (forward) or along their inputs (dW), skipping zero inputs with a select, not a branch.
-
-
-@njit(cache=True)
-def nonzeros(x):
-    """The nonzero entries of x (N, D) as rows (start (N + 1,), column, value): row n's at
-    start[n]:start[n + 1], in column order."""
-    N, D = x.shape
-    start = np.zeros(N + 1, np.int64)
-    for n in range(N):
-        start[n + 1] = start[n] + np.count_nonzero(x[n])
-    column, value = np.empty(start[N], np.int32), np.empty(start[N], x.dtype)
-    for n in range(N):
-        t = start[n]
-        for k in range(D):
-            if x[n, k] != 0:
-                column[t], value[t] = k, x[n, k]
-                t += 1
-    return start, column, value
-
-
-@njit(cache=True)
-def transpose_rows(cols, rows, B):
-    """Fill cols with the entries of the first B rows, column by column: count each column's
-    entries, turn counts into starts, then deal the entries out row by row (so each column
-    lists its rows in order), each column's start moving up as it fills.  At the end start[k]
-    holds column k's end, which is column k + 1's start: shift back by one."""
-    row_start, row_column, row_value = rows
-    start, row, value = cols
-    start[:] = 0
-    for t in range(row_start[B]):
-        start[row_column[t] + 1] += 1
-    for k in range(start.size - 1):
-        start[k + 1] += start[k]
-    for n in range(B):
-        for t in range(row_start[n], row_start[n + 1]):
-            k = row_column[t]
-            row[start[k]], value[start[k]] = n, row_value[t]
-            start[k] += 1
-    for k in range(start.size - 1, 0, -1):
-        start[k] = start[k - 1]
-    start[0] = 0
-
-
-@njit(cache=True)
-def add_scaled_rows(out, M, index, value, first, last):
-    """out (H,) += value[t] * M[index[t]] for t = first, ..., last - 1, in that order.
-
-    Four rows per pass over `out`: out + a0 r0 + a1 r1 + ... rounds exactly as four passes
-    would (Python adds left to right), but loads and stores `out` a quarter as often."""
-    t = first
-    while t + 4 <= last:
-        r0, r1, r2, r3 = M[index[t]], M[index[t + 1]], M[index[t + 2]], M[index[t + 3]]
-        a0, a1, a2, a3 = value[t], value[t + 1], value[t + 2], value[t + 3]
-        for j in range(out.size):
-            out[j] = out[j] + a0 * r0[j] + a1 * r1[j] + a2 * r2[j] + a3 * r3[j]
-        t += 4
-    for rest in range(t, last):
-        r, a = M[index[rest]], value[rest]
-        for j in range(out.size):
-            out[j] += a * r[j]
-
-
-@njit(cache=True, parallel=True)
-def sparse_forward(out, rows, W, b):
-    """out (B, H) = x @ W (D, H) + b (H,), x (B, D) given by its nonzero `rows`:
-    out[n] = b + the sum of x[n, k] * W[k] over the nonzero x[n, k], k in order."""
-    start, column, value = rows
-    for n in prange(out.shape[0]):
-        out[n] = b
-        add_scaled_rows(out[n], W, column, value, start[n], start[n + 1])
-
-
-@njit(cache=True, parallel=True)
-def sparse_backward_params(dW, db, dout, cols):
-    """dW (D, H) = x^T @ dout (B, H), db (H,) = column sums of dout, x given by its nonzero
-    `cols`: dW[k] = 0 + the sum of x[n, k] * dout[n] over the nonzero x[n, k], n in order."""
-    column_sums(db, dout)
-    start, sample, value = cols
-    for k in prange(dW.shape[0]):
-        dW[k] = 0
-        add_scaled_rows(dW[k], dout, sample, value, start[k], start[k + 1])
-
-
-@njit(cache=True)
-def column_sums(db, dout):
-    """db (H,) = dout (B, H) summed over the batch, n in order."""
-    db[:] = 0
-    for n in range(dout.shape[0]):
-        for j in range(dout.shape[1]):
-            db[j] += dout[n, j]
-
-
-@njit(cache=True)
-def add_if_nonzero(s, a, w):
-    """s + a * w, or s itself when a is zero: a select, which vectorizes, not a branch."""
-    return s + a * w if a != 0 else s
-
-
-@njit(cache=True)
-def add_nonzero_rows(out, X, c):
-    """out (L,) += X[k] * c[k] for the rows k of X (R, L) in order, skipping X's zero entries
-    with a select; four rows per pass over `out`, rounding as four passes would."""
-    R = X.shape[0]
-    for k in range(0, R - R % 4, 4):
-        c0, c1, c2, c3 = c[k], c[k + 1], c[k + 2], c[k + 3]
-        x0, x1, x2, x3 = X[k], X[k + 1], X[k + 2], X[k + 3]
-        for i in range(out.size):
-            s = add_if_nonzero(out[i], x0[i], c0)
-            s = add_if_nonzero(s, x1[i], c1)
-            s = add_if_nonzero(s, x2[i], c2)
-            out[i] = add_if_nonzero(s, x3[i], c3)
-    for k in range(R - R % 4, R):
-        for i in range(out.size):
-            out[i] = add_if_nonzero(out[i], X[k, i], c[k])
-
-
-@njit(cache=True, parallel=True)
-def dense_forward(out, x, W, b):
-    """out (B, H) = x (B, D) @ W (D, H) + b (H,), skipping x's zeros.
-
-    Works on x^T so that each output unit's B sums advance together along contiguous memory:
-    unit j's row of out^T is b[j] + the sum over k, in order, of x^T[k] * W[k, j]."""
-    xT, outT = np.ascontiguousarray(x.T), np.empty((W.shape[1], x.shape[0]), out.dtype)
-    for j in prange(W.shape[1]):
-        outT[j] = b[j]
-        add_nonzero_rows(outT[j], xT, W[:, j])
-    out[:] = outT.T
-
-
-@njit(cache=True, parallel=True)
-def dense_backward_params(dW, db, dout, x):
-    """dW (D, H) = x (B, D)^T @ dout (B, H), skipping x's zeros; db (H,) = column sums of dout.
-
-    Builds dW^T so that each output unit's D sums advance together along contiguous rows of
-    x: unit j's row of dW^T is 0 + the sum over n, in order, of x[n] * dout[n, j]."""
-    column_sums(db, dout)
-    dWT = np.empty((dout.shape[1], x.shape[1]), dW.dtype)
-    for j in prange(dout.shape[1]):
-        dWT[j] = 0
-        add_nonzero_rows(dWT[j], x, dout[:, j])
-    dW[:] = dWT.T
-
-
-@njit(cache=True, parallel=True)
-def dense_backward_input(dx, dout, W):
-    """dx (B, D) = dout (B, H) @ W (D, H)^T: row n is the sum of dout[n, j] * W^T[j], j in
-    order, so a transposed copy of W makes it add_scaled_rows over all H rows."""
-    WT, every = np.ascontiguousarray(W.T), np.arange(W.shape[1])
-    for n in prange(dout.shape[0]):
-        dx[n] = 0
-        add_scaled_rows(dx[n], WT, every, dout[n], 0, every.size)
-
-
-# --------------------------------------------------------------------------- activations
-# Each forward works in place on the dense output; each backward turns dout into dz in place,
-# using the saved activation output (relu' = out > 0, sigmoid' = s(1 - s), tanh' = 1 - t^2).
-
-
-@njit(cache=True)
-def relu_forward(h):
-    for n in range(h.shape[0]):
-        for j in range(h.shape[1]):
-            if h[n, j] < 0:
-                h[n, j] = 0
-
-
-@njit(cache=True)
-def relu_backward(dh, h):
-    for n in range(h.shape[0]):
-        for j in range(h.shape[1]):
-            if h[n, j] <= 0:
-                dh[n, j] = 0
-
-
-@njit(cache=True)
-def sigmoid_forward(h):
-    for n in range(h.shape[0]):
-        for j in range(h.shape[1]):
-            h[n, j] = 1 / (1 + np.exp(-h[n, j]))
-
-
-@njit(cache=True)
-def sigmoid_backward(dh, h):
-    for n in range(h.shape[0]):
-        for j in range(h.shape[1]):
-            dh[n, j] *= h[n, j] * (1 - h[n, j])
-
-
-@njit(cache=True)
-def tanh_forward(h):
-    for n in range(h.shape[0]):
-        for j in range(h.shape[1]):
-            h[n, j] = np.tanh(h[n, j])
-
-
-@njit(cache=True)
-def tanh_backward(dh, h):
-    for n in range(h.shape[0]):
-        for j in range(h.shape[1]):
-            dh[n, j] *= 1 - h[n, j] * h[n, j]
-
-
-@njit(cache=True)
-def activation_forward(h, activation):
-    """Dispatch on the index of the activation in ACTIVATIONS."""
-    if activation == 0:
-        relu_forward(h)
-    elif activation == 1:
-        sigmoid_forward(h)
-    else:
-        tanh_forward(h)
-
-
-@njit(cache=True)
-def activation_backward(dh, h, activation):
-    if activation == 0:
-        relu_backward(dh, h)
-    elif activation == 1:
-        sigmoid_backward(dh, h)
-    else:
-        tanh_backward(dh, h)
-
-
-# --------------------------------------------------------------------------- losses
-# Each returns (sum over the batch of per-sample losses, number of correct argmax predictions)
-# and writes dlogits = d(mean loss)/d logits, so the gradient is already divided by B.
-
-
-@njit(cache=True)
-def row_argmax(logits, n):
-    """Index of the largest logit of row n (the first, on ties): the predicted class."""
-    best = 0
-    for k in range(1, logits.shape[1]):
-        if logits[n, k] > logits[n, best]:
-            best = k
-    return best
-
-
-@njit(cache=True)
-def cross_entropy_forward_backward(dlogits, logits, y):
-    """Softmax then -log p[label].  dlogits (B, K), logits (B, K), y (B,) labels."""
-    B, K = logits.shape
-    total = 0.0
-    correct = 0
-    inv_b = 1.0 / B
-    for n in range(B):
-        best = row_argmax(logits, n)
-        correct += best == y[n]
-        m = logits[n, best]
-        s = 0.0
-        for k in range(K):
-            s += math.exp(logits[n, k] - m)
-        log_s = math.log(s)
-        total += log_s - (logits[n, y[n]] - m)
-        for k in range(K):
-            p = math.exp(logits[n, k] - m - log_s)
-            dlogits[n, k] = (p - (k == y[n])) * inv_b
-    return total, correct
-
-
-@njit(cache=True)
-def squared_error_forward_backward(dlogits, logits, y):
-    """Sigmoid outputs, 1/2 sum_k (onehot_k - out_k)^2 per sample (the toy net's loss)."""
-    B, K = logits.shape
-    total = 0.0
-    correct = 0
-    inv_b = 1.0 / B
-    for n in range(B):
-        correct += row_argmax(logits, n) == y[n]
-        for k in range(K):
-            out = 1.0 / (1.0 + math.exp(-logits[n, k]))
-            target = 1.0 if k == y[n] else 0.0
-            total += 0.5 * (target - out) ** 2
-            dlogits[n, k] = (out - target) * out * (1.0 - out) * inv_b
-    return total, correct
-
-
-@njit(cache=True)
-def loss_forward_backward(dlogits, logits, y, loss):
-    """Dispatch on the index of the loss in LOSSES."""
-    if loss == 0:
-        return cross_entropy_forward_backward(dlogits, logits, y)
-    return squared_error_forward_backward(dlogits, logits, y)
-
+__all__ = ["ACTIVATIONS", "LOSSES", "init_params", "loss_and_grads", "predict", "train"]
 
 # --------------------------------------------------------------------------- the network
-# All parameters live in one flat buffer `theta` (gradients in `grad`, momentum in `velocity`,
-# laid out alike), as llm.c does: one update loop, one allocation.  `shapes` (L, 2) holds each
-# layer's (D, H); `offsets` (L, 2) where its W and b start.  Activations of a batch live in one
-# flat buffer too, layer l at act_offsets[l] as (B, H_l); `dacts` mirrors it with gradients.
+# Parameters live in one flat buffer `theta` (see jitprop.training.SGD).  Layout: `shapes` (L, 2)
+# holds each layer's (D, H); `offsets` (L, 2) where its W and b start.  Activations of a batch
+# live in one flat buffer too, layer l at act_offsets[l] as (B, H_l); `dacts` mirrors it with
+# gradients.  Net is what a pass over a batch needs beside the parameters.
+Layout = namedtuple("Layout", ["shapes", "offsets", "act_offsets"])
+Net = namedtuple("Net", ["layout", "acts", "dacts", "activation", "loss"])
+# A data set as batches are gathered from it: the CSR of its inputs (N, D), kept as they are
+# (uint8 pixels: a quarter of float32's bytes) and divided by `scale` batch by batch; its labels.
+Samples = namedtuple("Samples", ["csr", "labels", "scale"])
+# A batch: the CSR of its inputs, room for their CSC (filled by the backward pass), labels.
+Batch = namedtuple("Batch", ["csr", "csc", "y"])
 
 
 @njit(cache=True)
-def layer_params(theta, shapes, offsets, layer):
+def _layer_params(theta, layout, layer):
     """Views W (D, H) and b (H,) of one layer inside a flat parameter buffer."""
-    D, H = shapes[layer, 0], shapes[layer, 1]
-    W = theta[offsets[layer, 0] : offsets[layer, 0] + D * H].reshape((D, H))
-    return W, theta[offsets[layer, 1] : offsets[layer, 1] + H]
+    D, H = layout.shapes[layer, 0], layout.shapes[layer, 1]
+    W_at, b_at = layout.offsets[layer, 0], layout.offsets[layer, 1]
+    return theta[W_at : W_at + D * H].reshape((D, H)), theta[b_at : b_at + H]
 
 
 @njit(cache=True)
-def layer_acts(acts, shapes, act_offsets, layer, B):
+def _layer_acts(acts, layout, layer, B):
     """View (B, H) of one layer's outputs inside a flat activation buffer."""
-    H = shapes[layer, 1]
-    return acts[act_offsets[layer] : act_offsets[layer] + B * H].reshape((B, H))
+    H, at = layout.shapes[layer, 1], layout.act_offsets[layer]
+    return acts[at : at + B * H].reshape((B, H))
 
 
-@njit(cache=True, parallel=True)
-def network_forward(acts, theta, batch, net, activation):
+@calls_parallel
+def _network_forward(net, theta, batch):
     """Hidden layers dense + activation, the last layer linear: its outputs are the logits.
-    The first layer reads the batch's nonzero inputs (see gather_batch)."""
-    shapes, offsets, act_offsets = net
-    rows, _, y = batch
-    B = y.size
-    for layer in range(shapes.shape[0]):
-        W, b = layer_params(theta, shapes, offsets, layer)
-        out = layer_acts(acts, shapes, act_offsets, layer, B)
+    The first layer reads the batch's CSR."""
+    layout, acts = net.layout, net.acts
+    B, L = batch.y.size, layout.shapes.shape[0]
+    for layer in range(L):
+        W, b = _layer_params(theta, layout, layer)
+        out = _layer_acts(acts, layout, layer, B)
         if layer == 0:
-            sparse_forward(out, rows, W, b)
+            csr_forward(out, batch.csr, W, b)
         else:
-            dense_forward(out, layer_acts(acts, shapes, act_offsets, layer - 1, B), W, b)
-        if layer < shapes.shape[0] - 1:
-            activation_forward(out, activation)
+            dense_forward(out, _layer_acts(acts, layout, layer - 1, B), W, b)
+        if layer < L - 1:
+            activation_forward(out, net.activation)
 
 
-@njit(cache=True, parallel=True)
-def network_backward(grad, dacts, theta, acts, batch, net, activation):
-    """Mirror of network_forward, line for line in reverse, from dacts' logits slot
+@calls_parallel
+def _network_backward(grad, net, theta, batch):
+    """Mirror of _network_forward, line for line in reverse, from dacts' logits slot
     (dloss/dlogits) down to the first layer's weights."""
-    shapes, offsets, act_offsets = net
-    rows, cols, y = batch
-    B = y.size
-    for layer in range(shapes.shape[0] - 1, -1, -1):
-        dout = layer_acts(dacts, shapes, act_offsets, layer, B)
-        if layer < shapes.shape[0] - 1:
-            activation_backward(dout, layer_acts(acts, shapes, act_offsets, layer, B), activation)
-        W, _ = layer_params(theta, shapes, offsets, layer)
-        dW, db = layer_params(grad, shapes, offsets, layer)
+    layout, acts, dacts = net.layout, net.acts, net.dacts
+    B, L = batch.y.size, layout.shapes.shape[0]
+    for layer in range(L - 1, -1, -1):
+        dout = _layer_acts(dacts, layout, layer, B)
+        if layer < L - 1:
+            activation_backward(dout, _layer_acts(acts, layout, layer, B), net.activation)
+        W, _ = _layer_params(theta, layout, layer)
+        dW, db = _layer_params(grad, layout, layer)
         if layer == 0:
-            transpose_rows(cols, rows, B)
-            sparse_backward_params(dW, db, dout, cols)
+            csr_to_csc(batch.csc, batch.csr, B)
+            csc_backward_params(dW, db, dout, batch.csc)
         else:
-            dense_backward_params(dW, db, dout, layer_acts(acts, shapes, act_offsets, layer - 1, B))
-            dense_backward_input(layer_acts(dacts, shapes, act_offsets, layer - 1, B), dout, W)
+            dense_backward_params(dW, db, dout, _layer_acts(acts, layout, layer - 1, B))
+            dense_backward_input(_layer_acts(dacts, layout, layer - 1, B), dout, W)
 
 
-@njit(cache=True)
-def momentum_step(W, v, g, lr, momentum, weight_decay):
-    """v <- momentum * v + (g + weight_decay * W); W <- W - lr * v, elementwise on 1-D views."""
-    # Indexing from 0 lets Numba drop its negative-index checks, so LLVM vectorizes the loop.
-    for k in range(W.size):
-        v[k] = momentum * v[k] + (g[k] + weight_decay * W[k])
-        W[k] -= lr * v[k]
-
-
-@njit(cache=True, parallel=True)
-def momentum_blocks(W, v, g, lr, momentum, weight_decay, size=8192):
-    """momentum_step in blocks of `size` elements, spread over the threads."""
-    for block in prange((W.size + size - 1) // size):
-        part = slice(block * size, min(W.size, (block + 1) * size))
-        momentum_step(W[part], v[part], g[part], lr, momentum, weight_decay)
-
-
-@njit(cache=True, parallel=True)
-def sgd_momentum_update(theta, velocity, grad, net, lr, momentum, weight_decay):
-    """SGD with momentum on every layer: weight decay on W, none on b."""
-    shapes, offsets, _ = net
-    for layer in range(shapes.shape[0]):
-        start, end = offsets[layer, 0], offsets[layer, 0] + shapes[layer, 0] * shapes[layer, 1]
-        momentum_blocks(
-            theta[start:end], velocity[start:end], grad[start:end], lr, momentum, weight_decay
-        )
-        start, end = offsets[layer, 1], offsets[layer, 1] + shapes[layer, 1]
-        momentum_step(
-            theta[start:end], velocity[start:end], grad[start:end], lr, momentum, weight_decay * 0
-        )
-
-
-@njit(cache=True, parallel=True)
-def evaluate_batch(acts, dacts, theta, batch, net, activation, loss):
-    """Forward and loss of one batch (see gather_batch), writing dloss/dlogits into dacts'
-    logits slot.  Returns (summed loss, correct predictions); updates nothing."""
-    y = batch[2]
-    shapes, _, act_offsets = net
-    B, last = y.size, shapes.shape[0] - 1
-    network_forward(acts, theta, batch, net, activation)
+@calls_parallel
+def _evaluate_batch(net, theta, batch):
+    """Forward and loss of one batch, writing dloss/dlogits into dacts' logits slot.
+    Returns (summed loss, correct predictions); updates nothing."""
+    B, last = batch.y.size, net.layout.shapes.shape[0] - 1
+    _network_forward(net, theta, batch)
     return loss_forward_backward(
-        layer_acts(dacts, shapes, act_offsets, last, B),
-        layer_acts(acts, shapes, act_offsets, last, B),
-        y,
-        loss,
+        _layer_acts(net.dacts, net.layout, last, B),
+        _layer_acts(net.acts, net.layout, last, B),
+        batch.y,
+        net.loss,
     )
 
 
-@njit(cache=True, parallel=True)
-def train_step(
-    theta,
-    velocity,
-    grad,
-    acts,
-    dacts,
-    batch,
-    net,
-    activation,
-    loss,
-    lr,
-    momentum,
-    weight_decay,
-    limit,
-):
-    """Forward, loss, backward and update on one batch (see gather_batch).
-    Returns (summed loss, correct predictions).  When the mean loss is above `limit` (or NaN)
-    the weights are left as they are: the caller stops the run as diverged."""
-    total, correct = evaluate_batch(acts, dacts, theta, batch, net, activation, loss)
-    if not total / batch[2].size <= limit:
+@calls_parallel
+def _train_step(sgd, net, batch, lr, limit):
+    """Forward, loss, backward and update on one batch.  Returns (summed loss, correct
+    predictions).  When the mean loss is above `limit` (or NaN) the weights are left as they
+    are: the caller stops the run as diverged."""
+    total, correct = _evaluate_batch(net, sgd.theta, batch)
+    if not total / batch.y.size <= limit:
         return total, correct
-    network_backward(grad, dacts, theta, acts, batch, net, activation)
-    sgd_momentum_update(theta, velocity, grad, net, lr, momentum, weight_decay)
+    _network_backward(sgd.grad, net, sgd.theta, batch)
+    training.sgd_momentum_update(sgd, lr)
     return total, correct
 
 
-@njit(cache=True, parallel=True)
-def train_batches(
-    totals,
-    corrects,
-    theta,
-    velocity,
-    grad,
-    acts,
-    dacts,
-    buffers,
-    net,
-    activation,
-    loss,
-    samples,
-    order,
-    first,
-    rates,
-    momentum,
-    weight_decay,
-    limit,
-):
-    """train_step on len(totals) consecutive batches of the shuffled `order`, the first one
+@calls_parallel
+def _train_batches(totals, corrects, sgd, net, buffers, samples, order, first, rates, limit):
+    """_train_step on len(totals) consecutive batches of the shuffled `order`, the first one
     starting at sample `first`; rates[i] is batch i's learning rate.  Writes each batch's
     summed loss and correct count; returns how many batches it trained, fewer than asked when
     one's mean loss blew up past `limit` (its loss is written, its update is not made)."""
-    B, N = buffers[2].size, order.size
+    B, N = buffers.y.size, order.size
     for i in range(totals.size):
         start = first + i * B
-        batch = gather_batch(buffers, samples, order[start : min(start + B, N)])
-        total, correct = train_step(
-            theta,
-            velocity,
-            grad,
-            acts,
-            dacts,
-            batch,
-            net,
-            activation,
-            loss,
-            rates[i],
-            momentum,
-            weight_decay,
-            limit,
-        )
+        batch = _gather_batch(buffers, samples, order[start : min(start + B, N)])
+        total, correct = _train_step(sgd, net, batch, rates[i], limit)
         totals[i], corrects[i] = total, correct
-        if not total / batch[2].size <= limit:
+        if not total / batch.y.size <= limit:
             return i + 1
     return totals.size
 
 
+# Copying CSR rows is 1.9x faster than gathering the batch as dense floats on one thread, 2.4x
+# on two (benchmarks/mlp_tricks.py), and the kernels after it skip the zeros.
 @njit(cache=True, parallel=True)
-def gather_batch(buffers, samples, index):
-    """The batch of samples[index]: samples = (nonzero rows of the inputs (N, D), labels (N,),
-    scale), see Network.samples; buffers = (rows, cols, labels) for up to B samples.  Copies
-    the chosen rows, divided by scale, and labels; returns the batch (rows, cols, y), y cut to
-    len(index).  cols, the same entries by column, are filled in by the backward pass."""
+def _gather_batch(buffers, samples, index):
+    """The batch of samples[index] in `buffers` (a Batch for up to B samples): copies the
+    chosen CSR rows, divided by samples.scale, and labels; y is cut to len(index)."""
+    # Only arrays and scalars may enter a prange loop, not the named tuples holding them.
     (start, column, value), labels, scale = samples
-    rows, cols, y = buffers
-    row_start, row_column, row_value = rows
+    row_start, row_column, row_value = buffers.csr
+    y = buffers.y
     for n in range(index.size):
         row_start[n + 1] = row_start[n] + start[index[n] + 1] - start[index[n]]
     for n in prange(index.size):
         first, t = start[index[n]], row_start[n]
         for i in range(row_start[n + 1] - t):
-            row_column[t + i], row_value[t + i] = column[first + i], value[first + i] / scale
+            row_column[t + i] = column[first + i]
+            row_value[t + i] = value[first + i] / scale
         y[n] = labels[index[n]]
-    return rows, cols, y[: index.size]
+    return Batch(buffers.csr, buffers.csc, y[: index.size])
 
 
-# --------------------------------------------------------------------------- model level
-
-
-def init_params(layers, seed, dtype="float32", activation="relu"):
-    """Weights for `layers` = [784, ..., 10]: a list of (W, b), W (fan_in, fan_out), b zeros.
-
-    He-normal for relu, Xavier/Glorot-uniform for sigmoid and tanh, drawn from
-    numpy.random.default_rng(seed) (`seed` may also be a Generator, which is then advanced)."""
-    rng = np.random.default_rng(seed)
-    params = []
-    for fan_in, fan_out in itertools.pairwise(layers):
-        if activation == "relu":
-            W = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
-        else:
-            limit = math.sqrt(6.0 / (fan_in + fan_out))
-            W = rng.uniform(-limit, limit, size=(fan_in, fan_out))
-        params.append((W.astype(dtype), np.zeros(fan_out, dtype=dtype)))
-    return params
-
-
-class Network:
+class _Network:
     """The flat layout of a network's parameters, and buffers for batches of up to B samples."""
 
     def __init__(self, layers, dtype):
@@ -561,6 +174,10 @@ class Network:
         self.offsets = flat[:-1].reshape(-1, 2).astype(np.int64)
         self.size = int(flat[-1])
 
+    def layout(self, B):
+        act_offsets = np.concatenate([[0], np.cumsum(B * self.shapes[:, 1])]).astype(np.int64)
+        return Layout(self.shapes, self.offsets, act_offsets[:-1]), int(act_offsets[-1])
+
     def pack(self, params):
         theta = np.empty(self.size, self.dtype)
         for (W, b), view in zip(params, self.unpack(theta), strict=True):
@@ -570,31 +187,63 @@ class Network:
 
     def unpack(self, theta):
         """[(W, b)] as views into theta."""
+        layout, _ = self.layout(0)
+        return [_layer_params(theta, layout, layer) for layer in range(len(self.shapes))]
+
+    def segments(self):
+        """(start, end, decays) of every W (weight decay) and b (none), for training.sgd_state."""
         return [
-            layer_params(theta, self.shapes, self.offsets, layer)
-            for layer in range(len(self.shapes))
+            (int(at), int(at + size), decays)
+            for (W_at, b_at), (D, H) in zip(self.offsets, self.shapes, strict=True)
+            for at, size, decays in ((W_at, D * H, 1), (b_at, H, 0))
         ]
 
-    def buffers(self, B):
-        """(acts, dacts, net, batch buffers) for batches of up to B samples (see gather_batch)."""
-        act_offsets = np.concatenate([[0], np.cumsum(B * self.shapes[:, 1])]).astype(np.int64)
-        acts = np.empty(act_offsets[-1], self.dtype)
+    def net(self, B, activation, loss):
+        """A Net for batches of up to B samples; activation and loss by their codes."""
+        layout, size = self.layout(B)
+        return Net(layout, np.empty(size, self.dtype), np.empty(size, self.dtype), activation, loss)
+
+    def batch_buffers(self, B):
+        """A Batch with room for up to B samples (the CSR and CSC of up to all D inputs)."""
         D = int(self.shapes[0, 0])
-        rows, cols = (
-            (np.zeros(lists + 1, np.int64), np.empty(B * D, np.int32), np.empty(B * D, self.dtype))
+        csr, csc = (
+            CSR(
+                np.zeros(lists + 1, np.int64),
+                np.empty(B * D, np.int32),
+                np.empty(B * D, self.dtype),
+            )
             for lists in (B, D)
         )
-        net = (self.shapes, self.offsets, act_offsets[:-1])
-        return acts, np.empty_like(acts), net, (rows, cols, np.empty(B, np.int64))
+        return Batch(csr, csc, np.empty(B, np.int64))
 
     def samples(self, x, labels, scale=255):
-        """A data set as gather_batch reads it: the nonzero entries of x (N, D), uint8 pixels
-        or floats, kept as they are (a quarter of float32's bytes for pixels) and divided by
-        `scale` batch by batch, and the labels."""
-        start, column, value = nonzeros(x)
+        """A data set as _gather_batch reads it, from inputs x (N, D), uint8 pixels or floats."""
+        csr = csr_from_dense(x)
         if x.shape[1] <= np.iinfo(np.uint16).max:
-            column = column.astype(np.uint16)
-        return (start, column, value), labels, self.dtype.type(scale)
+            csr = csr._replace(index=csr.index.astype(np.uint16))
+        return Samples(csr, labels, self.dtype.type(scale))
+
+
+# --------------------------------------------------------------------------- the public API
+
+
+def init_params(layers, seed, dtype="float32", activation=None):
+    """Weights for `layers` = [784, ..., 10]: a list of (W, b), W (fan_in, fan_out), b zeros.
+
+    He-normal for relu, Xavier/Glorot-uniform for sigmoid and tanh (default: the config's
+    activation), drawn from numpy.random.default_rng(seed) (`seed` may also be a Generator,
+    which is then advanced)."""
+    activation = activation or config.defaults("mlp")["activation"]
+    rng = np.random.default_rng(seed)
+    params = []
+    for fan_in, fan_out in itertools.pairwise(layers):
+        if activation == "relu":
+            W = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
+        else:
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            W = rng.uniform(-limit, limit, size=(fan_in, fan_out))
+        params.append((W.astype(dtype), np.zeros(fan_out, dtype=dtype)))
+    return params
 
 
 def _check_batch(params, X, y=None):
@@ -611,7 +260,11 @@ def _check_batch(params, X, y=None):
     return X, y
 
 
-def _codes(activation, loss="cross_entropy"):
+def _codes(activation, loss):
+    """The kernels' codes of an activation and a loss named as in the config (None: its
+    default)."""
+    defaults = config.defaults("mlp")
+    activation, loss = activation or defaults["activation"], loss or defaults["loss"]
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {ACTIVATIONS}, found {activation!r}")
     if loss not in LOSSES:
@@ -619,187 +272,91 @@ def _codes(activation, loss="cross_entropy"):
     return ACTIVATIONS.index(activation), LOSSES.index(loss)
 
 
-def _prepare(params, X, y):
-    """Network, its flat parameters and a filled batch for the public one-batch functions."""
+def _prepare(params, X, y, activation, loss):
+    """Network, its flat parameters, a Net and a filled batch for the one-batch functions."""
     X, y = _check_batch(params, X, y)
     layers = [params[0][0].shape[0]] + [W.shape[1] for W, _ in params]
-    network = Network(layers, params[0][0].dtype)
-    acts, dacts, net, buffers = network.buffers(X.shape[0])
-    batch = gather_batch(buffers, network.samples(X, y, scale=1), np.arange(X.shape[0]))
-    return network, network.pack(params), acts, dacts, net, batch
+    network = _Network(layers, params[0][0].dtype)
+    B = X.shape[0]
+    batch = _gather_batch(network.batch_buffers(B), network.samples(X, y, scale=1), np.arange(B))
+    return network, network.pack(params), network.net(B, *_codes(activation, loss)), batch
 
 
-def loss_and_grads(params, X, y, activation="relu", loss="cross_entropy"):
+def loss_and_grads(params, X, y, activation=None, loss=None):
     """Mean loss over the batch and its gradients.
 
-    params: list of (W (D, H), b (H,)); X (B, 784) floats; y (B,) class ids.
+    params: list of (W (D, H), b (H,)); X (B, 784) floats; y (B,) class ids; activation and
+    loss as in the config (default: the config's).
     Returns (loss, grads) with grads a list of (dW, db) shaped as params."""
-    activation, loss = _codes(activation, loss)
-    network, theta, acts, dacts, net, batch = _prepare(params, X, y)
+    network, theta, net, batch = _prepare(params, X, y, activation, loss)
     grad = np.empty_like(theta)
-    total, _ = evaluate_batch(acts, dacts, theta, batch, net, activation, loss)
-    network_backward(grad, dacts, theta, acts, batch, net, activation)
+    total, _ = _evaluate_batch(net, theta, batch)
+    _network_backward(grad, net, theta, batch)
     return total / X.shape[0], network.unpack(grad)
 
 
-def predict(params, X, activation="relu"):
+def predict(params, X, activation=None):
     """Class ids (B,) of the largest logit for X (B, 784)."""
-    activation, _ = _codes(activation)
-    _network, theta, acts, _, net, batch = _prepare(params, X, None)
-    network_forward(acts, theta, batch, net, activation)
-    shapes, _, act_offsets = net
-    logits = layer_acts(acts, shapes, act_offsets, len(shapes) - 1, X.shape[0])
+    _, theta, net, batch = _prepare(params, X, None, activation, None)
+    _network_forward(net, theta, batch)
+    logits = _layer_acts(net.acts, net.layout, len(params) - 1, X.shape[0])
     return np.argmax(logits, axis=1)
 
 
-# --------------------------------------------------------------------------- training
+class _Trainer:
+    """The MLP as training.fit drives it."""
 
+    def __init__(self, train_set, test_set, settings, rng):
+        s = settings
+        codes = _codes(s["activation"], s["loss"])
+        network = self.network = _Network(s["layers"], s["dtype"])
+        theta = network.pack(init_params(s["layers"], rng, s["dtype"], s["activation"]))
+        self.sgd = training.sgd_state(theta, network.segments(), s["momentum"], s["weight_decay"])
+        self.net = network.net(s["batch_size"], *codes)
+        self.buffers = network.batch_buffers(s["batch_size"])
+        # Each image's nonzero pixels, found once per run rather than once per batch.
+        self.samples, self.test_samples = network.samples(*train_set), network.samples(*test_set)
+        self.n_train = len(train_set[1])
+        size = min(training.EVALUATION_BATCH, len(test_set[1]))
+        self.evaluation = network.net(size, *codes), network.batch_buffers(size)
 
-def evaluate(network, theta, samples, activation, loss, size=1000):
-    """(mean loss, accuracy) over samples (see Network.samples), in batches of `size`."""
-    N = samples[1].size
-    acts, dacts, net, buffers = network.buffers(min(size, N))
-    total, correct = 0.0, 0
-    for start in range(0, N, size):
-        batch = gather_batch(buffers, samples, np.arange(start, min(start + size, N)))
-        batch_total, batch_correct = evaluate_batch(
-            acts, dacts, theta, batch, net, activation, loss
+    def train_batches(self, totals, corrects, order, first, rates, limit):
+        return _train_batches(
+            totals,
+            corrects,
+            self.sgd,
+            self.net,
+            self.buffers,
+            self.samples,
+            order,
+            first,
+            rates,
+            limit,
         )
-        total += batch_total
-        correct += batch_correct
-    return total / N, correct / N
+
+    def evaluate(self):
+        net, buffers = self.evaluation
+
+        def evaluate_batch(index):
+            batch = _gather_batch(buffers, self.test_samples, index)
+            return _evaluate_batch(net, self.sgd.theta, batch)
+
+        return training.evaluate_in_batches(evaluate_batch, len(self.test_samples.labels))
 
 
-SCHEDULES = ("constant", "cosine")
+def train(train_set, test_set, *, lr, seed, on_epoch=None, progress=None, **settings):
+    """Train an MLP with mini-batch SGD with momentum on (images uint8 (N, 784), labels (N,))
+    pairs; every other setting is the config's key of the same name (layers, activation, loss,
+    epochs, batch_size, momentum, weight_decay, dtype, log_every, lr_schedule,
+    divergence_threshold), its default the schema's.
 
-
-def learning_rates(lr, schedule, total_steps, dtype):
-    """The learning rate of every step: constant, or cosine-annealed from lr towards 0 over the
-    whole run (lr * (1 + cos(pi * step / total_steps)) / 2)."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule: expected one of {SCHEDULES}, found {schedule!r}")
-    if schedule == "constant":
-        return np.full(total_steps, lr, dtype=dtype)
-    step = np.arange(total_steps, dtype=np.float64)
-    return (lr * 0.5 * (1.0 + np.cos(np.pi * step / total_steps))).astype(dtype)
-
-
-def train(
-    train_set,
-    test_set,
-    *,
-    layers,
-    activation,
-    loss,
-    lr,
-    seed,
-    epochs,
-    batch_size,
-    momentum=0.9,
-    weight_decay=0.0,
-    dtype="float32",
-    log_every=50,
-    on_epoch=None,
-    progress=None,
-    schedule="constant",
-    divergence_threshold=10.0,
-):
-    """Mini-batch SGD with momentum on (images uint8 (N, 784), labels (N,)) pairs.
-
-    One Generator, default_rng(seed), draws the initial weights and then each epoch's
-    shuffle.  Stops early, marked diverged, when a batch loss is not finite or exceeds
-    `divergence_threshold` times the first batch loss (the untrained net's).
-    Returns dict(params, history (per-epoch rows), steps (logged batch losses), timing
-    (seconds of each epoch's training pass), diverged, diverged_step).
-    `on_epoch(epoch, row)` is called after each epoch; `progress(epoch, batches_done,
-    batches)` now and then within one."""
-    activation_code, loss_code = _codes(activation, loss)
-    images, _labels = train_set
-    if not 1 <= batch_size <= len(images):
-        raise ValueError(f"batch_size: expected 1..{len(images)}, found {batch_size}")
+    One Generator, default_rng(seed), draws the initial weights and then each epoch's shuffle.
+    Returns training.fit's dict (history, steps, timing, diverged, diverged_step) and params,
+    the trained [(W, b)]."""
+    settings = config.run_settings("mlp", settings)
+    training.check_batch_size(settings["batch_size"], len(train_set[1]))
     rng = np.random.default_rng(seed)
-    network = Network(layers, dtype)
-    theta = network.pack(init_params(layers, rng, dtype, activation))
-    velocity, grad = np.zeros_like(theta), np.empty_like(theta)
-    acts, dacts, net, buffers = network.buffers(batch_size)
-    # Each image's nonzero pixels, found once per run rather than once per batch.
-    samples, test_samples = network.samples(*train_set), network.samples(*test_set)
-    cast = network.dtype.type
-    momentum, weight_decay = cast(momentum), cast(weight_decay)
-    history, steps, timing = [], [], []
-    step, diverged_step, limit = 0, None, math.inf
-    n_batches = -(-len(images) // batch_size)
-    # Batches go to the kernel in chunks: few calls from Python, yet a progress report and a
-    # divergence check every chunk.  The first chunk is the first batch alone, whose loss
-    # (the untrained net's) sets the divergence limit.
-    chunk = max(1, n_batches // 50)
-    rates = learning_rates(lr, schedule, epochs * n_batches, dtype)
-    totals, corrects = np.empty(n_batches), np.empty(n_batches, np.int64)
-    sizes = np.minimum(batch_size, len(images) - batch_size * np.arange(n_batches))
-    for epoch in range(1, epochs + 1):
-        started = time.perf_counter()
-        order = rng.permutation(len(images))
-        done = 0
-        while done < n_batches and diverged_step is None:
-            count = 1 if step == 0 else min(chunk, n_batches - done)
-            trained = train_batches(
-                totals[done : done + count],
-                corrects[done : done + count],
-                theta,
-                velocity,
-                grad,
-                acts,
-                dacts,
-                buffers,
-                net,
-                activation_code,
-                loss_code,
-                samples,
-                order,
-                done * batch_size,
-                rates[step : step + count],
-                momentum,
-                weight_decay,
-                limit,
-            )
-            if step == 0:
-                limit = divergence_threshold * (totals[0] / sizes[0])
-            for i in range(done, done + trained):
-                batch_loss = totals[i] / sizes[i]
-                # `not <=` also catches NaN.
-                blown_up = not batch_loss <= limit
-                if step % log_every == 0 or blown_up:
-                    steps.append({"step": step, "epoch": epoch, "batch_loss": batch_loss})
-                if blown_up:
-                    diverged_step = step
-                    break
-                step += 1
-            done += trained
-            if progress is not None and diverged_step is None:
-                progress(epoch, done, n_batches)
-        if diverged_step is not None:
-            break
-        timing.append({"epoch": epoch, "seconds": time.perf_counter() - started})
-        test_loss, test_accuracy = evaluate(
-            network, theta, test_samples, activation_code, loss_code
-        )
-        # cumsum adds in order, as the epoch did; np.sum's pairwise order would differ.
-        total = float(np.cumsum(totals)[-1])
-        row = {
-            "epoch": epoch,
-            "train_loss": total / len(images),
-            "train_accuracy": int(corrects.sum()) / len(images),
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-        }
-        history.append(row)
-        if on_epoch is not None:
-            on_epoch(epoch, row)
-    return {
-        "params": network.unpack(theta),
-        "history": history,
-        "steps": steps,
-        "timing": timing,
-        "diverged": diverged_step is not None,
-        "diverged_step": diverged_step,
-    }
+    trainer = _Trainer(train_set, test_set, settings, rng)
+    fit_settings = {key: settings[key] for key in training.FIT_SETTINGS}
+    result = training.fit(trainer, rng, lr=lr, on_epoch=on_epoch, progress=progress, **fit_settings)
+    return {"params": trainer.network.unpack(trainer.sgd.theta), **result}

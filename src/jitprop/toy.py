@@ -2,7 +2,7 @@
 
 Every intermediate value of every step (the spreadsheet's cells) is written out, so a run is data.
 
-Shapes: S steps, G nets in a grid.  Weight order w1..w8 as in the exercise:
+Shapes: S steps.  Weight order w1..w8 as in the exercise:
 h1 = w1*i1 + w2*i2, h2 = w3*i1 + w4*i2, o1 = w5*out_h1 + w6*out_h2, o2 = w7*out_h1 + w8*out_h2.
 """
 
@@ -13,43 +13,45 @@ from numba import njit
 
 from jitprop.exp import exp
 
+__all__ = ["COLUMNS", "random_weights", "train"]
+
 WEIGHTS = [f"w{k}" for k in range(1, 9)]
 HIDDEN = ["h1", "out_h1", "h2", "out_h2"]
 OUTPUT = ["o1", "out_o1", "o2", "out_o2"]
 ERRORS = ["E1", "E2", "E_total"]
 GRADS = [f"dE_dw{k}" for k in range(1, 9)]
 COLUMNS = ["step", "i1", "i2", "t1", "t2", *WEIGHTS, *HIDDEN, *OUTPUT, *ERRORS, *GRADS]
-# toy_forward's cells, in its return order.
+# _toy_forward's cells, in its return order.
 CELLS = [*HIDDEN, *OUTPUT, *ERRORS]
 
 
 @njit(cache=True, inline="always")
-def sigmoid(x):
+def _sigmoid(x):
     return 1.0 / (1.0 + exp(-x))
 
 
 @njit(cache=True, inline="always")
-def toy_forward(w, i1, i2, t1, t2):
+def _toy_forward(w, i1, i2, t1, t2):
     """One forward pass of weights w = (w1, ..., w8) on inputs i1, i2 with targets t1, t2.
     Returns (h1, out_h1, h2, out_h2, o1, out_o1, o2, out_o2, E1, E2, E_total)."""
     w1, w2, w3, w4, w5, w6, w7, w8 = w
     h1 = w1 * i1 + w2 * i2
     h2 = w3 * i1 + w4 * i2
-    out_h1 = sigmoid(h1)
-    out_h2 = sigmoid(h2)
+    out_h1 = _sigmoid(h1)
+    out_h2 = _sigmoid(h2)
     o1 = w5 * out_h1 + w6 * out_h2
     o2 = w7 * out_h1 + w8 * out_h2
-    out_o1 = sigmoid(o1)
-    out_o2 = sigmoid(o2)
+    out_o1 = _sigmoid(o1)
+    out_o2 = _sigmoid(o2)
     E1 = 0.5 * (t1 - out_o1) ** 2
     E2 = 0.5 * (t2 - out_o2) ** 2
     return h1, out_h1, h2, out_h2, o1, out_o1, o2, out_o2, E1, E2, E1 + E2
 
 
 @njit(cache=True, inline="always")
-def toy_backward(w, i1, i2, t1, t2, out_h1, out_h2, out_o1, out_o2):
+def _toy_backward(w, i1, i2, t1, t2, out_h1, out_h2, out_o1, out_o2):
     """Gradients (dE_total/dw1, ..., dE_total/dw8) from the saved forward outputs
-    (sigmoid'(x) = s(1 - s)).  Mirrors toy_forward in reverse."""
+    (sigmoid'(x) = s(1 - s)).  Mirrors _toy_forward in reverse."""
     _w1, _w2, _w3, _w4, w5, w6, w7, w8 = w
     # Output layer: delta_o = dE/dout_o * dout_o/do.
     delta_o1 = (out_o1 - t1) * out_o1 * (1.0 - out_o1)
@@ -69,12 +71,12 @@ def toy_backward(w, i1, i2, t1, t2, out_h1, out_h2, out_o1, out_o2):
 
 
 @njit(cache=True, inline="always")
-def toy_step(w, i1, i2, t1, t2, lr):
+def _toy_step(w, i1, i2, t1, t2, lr):
     """Forward, backward and the update of all eight weights together, from the same forward
-    pass.  Returns (cells of toy_forward, gradients, updated weights)."""
-    cells = toy_forward(w, i1, i2, t1, t2)
+    pass.  Returns (cells of _toy_forward, gradients, updated weights)."""
+    cells = _toy_forward(w, i1, i2, t1, t2)
     _, out_h1, _, out_h2, _, out_o1, _, out_o2, _, _, _ = cells
-    g = toy_backward(w, i1, i2, t1, t2, out_h1, out_h2, out_o1, out_o2)
+    g = _toy_backward(w, i1, i2, t1, t2, out_h1, out_h2, out_o1, out_o2)
     updated = (
         w[0] - lr * g[0],
         w[1] - lr * g[1],
@@ -89,47 +91,21 @@ def toy_step(w, i1, i2, t1, t2, lr):
 
 
 # error_model="numpy": IEEE division, without Python's check for a zero divisor (sigmoid's
-# 1 + e**-x is never zero), which would keep the grid kernel's loop over nets from vectorizing.
+# 1 + e**-x is never zero).
 @njit(cache=True, error_model="numpy")
-def toy_train_kernel(rows, w0, i, t, lr):
+def _toy_train_kernel(rows, w0, i, t, lr):
     """S steps of gradient descent from w0 (8,), inputs i (2,), targets t (2,).
     rows (S, 27): per step the weights before its update (8), the forward cells (11) and the
     gradients (8), in the order of COLUMNS[5:]."""
     w = (w0[0], w0[1], w0[2], w0[3], w0[4], w0[5], w0[6], w0[7])
     for s in range(rows.shape[0]):
-        cells, g, updated = toy_step(w, i[0], i[1], t[0], t[1], lr)
+        cells, g, updated = _toy_step(w, i[0], i[1], t[0], t[1], lr)
         for k in range(8):
             rows[s, k] = w[k]
             rows[s, 19 + k] = g[k]
         for k in range(11):
             rows[s, 8 + k] = cells[k]
         w = updated
-
-
-@njit(cache=True, error_model="numpy")
-def toy_train_grid_kernel(E_total, w0, i, t, lr, block=64):
-    """A grid of G independent nets in one call, recording E_total (G, S) of every step.
-    w0 (G, 8) starts, i (G, 2), t (G, 2), lr (G,).
-
-    Nets go in blocks of `block`; within a block every net takes step s before any takes step
-    s + 1, so the loop over nets vectorizes, a SIMD lane a net, each lane doing the same IEEE
-    operations in the same order as toy_train_kernel: the same bits."""
-    G, S = E_total.shape
-    w, E = np.empty((8, block)), np.empty((S, block))
-    for first in range(0, G, block):
-        size = min(block, G - first)
-        nets = slice(first, first + size)
-        w[:, :size] = w0[nets].T
-        i1, i2 = i[nets, 0].copy(), i[nets, 1].copy()
-        t1, t2, rate = t[nets, 0].copy(), t[nets, 1].copy(), lr[nets].copy()
-        for s in range(S):
-            for n in range(size):
-                weights = (w[0, n], w[1, n], w[2, n], w[3, n], w[4, n], w[5, n], w[6, n], w[7, n])
-                cells, _, updated = toy_step(weights, i1[n], i2[n], t1[n], t2[n], rate[n])
-                E[s, n] = cells[10]
-                for k in range(8):
-                    w[k, n] = updated[k]
-        E_total[nets] = E[:, :size].T
 
 
 def _as_vector(name, values, size):
@@ -160,7 +136,7 @@ def random_weights(seed, init_range):
     return np.random.default_rng(seed).uniform(low, high, size=8)
 
 
-def start_weights(weights, seed, init_range):
+def _start_weights(weights, seed, init_range):
     """A run's first weights: the sheet's `weights` when seed is None, else random_weights."""
     return weights if seed is None else random_weights(seed, init_range)
 
@@ -177,7 +153,7 @@ def train(weights, inputs, targets, lr, steps):
     t = _as_vector("targets", targets, 2)
     lr, steps = _check_lr(lr), _check_steps(steps)
     rows = np.empty((steps, len(COLUMNS) - 5))
-    toy_train_kernel(rows, w0, i, t, lr)
+    _toy_train_kernel(rows, w0, i, t, lr)
     import pandas as pd  # here, not at the top: a sweep job's start-up never needs pandas
 
     frame = pd.DataFrame(rows, columns=COLUMNS[5:])
@@ -206,12 +182,12 @@ def summarize(E_total):
     }
 
 
-def run(weights, inputs, targets, lr, steps, seed=None, init_range=(-1.0, 1.0)):
+def run(weights, inputs, targets, lr, steps, seed, init_range):
     """One run of the sweep: from the sheet's `weights`, or, when `seed` is given, from weights
     drawn by `random_weights(seed, init_range)`.  The history gains the columns lr, init, seed."""
     import pandas as pd
 
-    history = train(start_weights(weights, seed, init_range), inputs, targets, lr, steps)
+    history = train(_start_weights(weights, seed, init_range), inputs, targets, lr, steps)
     history.insert(0, "seed", pd.array([seed] * len(history), dtype="Int64"))
     history.insert(0, "init", "sheet" if seed is None else "random")
     history.insert(0, "lr", float(lr))
@@ -237,8 +213,8 @@ def sweep_part(runs, weights, inputs, targets, steps, init_range):
     history, summary = [], []
     for lr, seed in runs:
         lr = _check_lr(lr)
-        start = _as_vector("weights", start_weights(weights, seed, init_range), 8)
-        toy_train_kernel(rows, start, i, t, lr)
+        start = _as_vector("weights", _start_weights(weights, seed, init_range), 8)
+        _toy_train_kernel(rows, start, i, t, lr)
         init = "sheet" if seed is None else "random"
         keys = f"{lr!r},{init},{'' if seed is None else int(seed)}"
         for step, values in enumerate(rows.tolist()):

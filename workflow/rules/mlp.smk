@@ -1,9 +1,10 @@
-# The MLP on MNIST: one job per (learning rate, seed).
+# The MLP on MNIST: one job per (learning rate, seed); the sweep's tables, then figures drawn
+# from them.
 
 
 rule mlp_run:
     input:
-        mnist_files(),
+        mnist_files("mlp"),
     output:
         history="results/mlp/runs/lr~{lr}/seed~{seed}/history.csv",
         steps="results/mlp/runs/lr~{lr}/seed~{seed}/steps.csv",
@@ -16,8 +17,44 @@ rule mlp_run:
         mem_mb=400,
     params:
         jitprop=JITPROP,
-        args=mlp_run_args,
-        out="results/mlp/runs/lr~{lr}/seed~{seed}",
+        args=mlp_args,
+        out=subpath(output.history, parent=True),
     shell:
-        "{params.jitprop} --threads {threads} mlp --lr {wildcards.lr:q} {params.args:q}"
-        " --out {params.out:q} 2> {log:q}"
+        "{params.jitprop} --threads {threads} mlp {params.args:q} --out {params.out:q} 2> {log:q}"
+
+
+rule mlp_aggregate:
+    input:
+        expand("{run}/{table}.csv", run=mlp_run_dirs(), table=RUN_TABLES),
+    output:
+        expand("results/mlp/{table}.csv", table=SWEEP_TABLES),
+    log:
+        "results/logs/mlp/aggregate.log",
+    threads: 1
+    params:
+        jitprop=JITPROP,
+        runs=mlp_run_dirs(),
+    shell:
+        "{params.jitprop} mlp-aggregate {params.runs:q} --out results/mlp 2> {log:q}"
+
+
+rule mlp_figures:
+    input:
+        rules.mlp_aggregate.output,
+    output:
+        "results/figures/mlp_loss_curves.png",
+        "results/figures/mlp_accuracy_curves.png",
+        "results/figures/mlp_accuracy_vs_lr.png",
+    log:
+        "results/logs/mlp/figures.log",
+    threads: 1
+    params:
+        jitprop=JITPROP,
+    shell:
+        "{params.jitprop} mlp-plot results/mlp --figures results/figures 2> {log:q}"
+
+
+rule mlp:
+    input:
+        rules.mlp_aggregate.output,
+        rules.mlp_figures.output,

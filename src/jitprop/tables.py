@@ -1,8 +1,15 @@
-"""MLP sweep results as tidy tables: one run's frames, and their aggregation over the sweep.
-Timings are kept in their own table, apart from everything that must reproduce to the bit."""
+"""Tidy tables: one run's, from its training result, and the sweep's, gathered from its runs'
+in a canonical order.  Timings are kept in their own table, apart from everything that must
+reproduce to the bit."""
 
 import numpy as np
 import pandas as pd
+
+from jitprop import io
+
+# The tables of a run of a model family, and those its aggregation writes.
+RUN_TABLES = ["history", "steps", "summary", "timing"]
+SWEEP_TABLES = ["history", "steps", "summary", "summary_by_lr", "timing"]
 
 HISTORY_COLUMNS = [
     "lr",
@@ -67,10 +74,45 @@ def run_frames(result, lr, seed):
     return {"history": history, "steps": steps, "summary": summary, "timing": timing}
 
 
+def write_run(result, lr, seed, out):
+    """Write one run's tables (run_frames) into the directory `out`."""
+    for name, frame in run_frames(result, lr, seed).items():
+        io.write_csv(frame, f"{out}/{name}.csv")
+
+
 def concat_sorted(frames, keys):
     """Concatenate run tables in a canonical order, whatever order the jobs finished in."""
     frame = pd.concat(frames, ignore_index=True)
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def aggregate(runs, out):
+    """The sweep's tables in `out` from the run directories `runs` (see write_run)."""
+
+    def read(name, **kwargs):
+        frames = [pd.read_csv(f"{run}/{name}.csv", **kwargs) for run in runs]
+        return concat_sorted(frames, ["lr", "seed"])
+
+    summary = read("summary", dtype={"diverged_step": "Int64"})
+    io.write_csv(read("history"), f"{out}/history.csv")
+    io.write_csv(read("steps"), f"{out}/steps.csv")
+    io.write_csv(summary, f"{out}/summary.csv")
+    io.write_csv(summary_by_lr(summary), f"{out}/summary_by_lr.csv")
+    io.write_csv(read("timing"), f"{out}/timing.csv")
+
+
+def concatenate(runs, out, headers):
+    """The sweep's tables in `out`, one per name in `headers`, each the concatenation of the
+    runs' tables of that name (text, in the order given), all of which must have its header."""
+    for name, header in headers.items():
+        chunks = [header + "\n"]
+        for run in runs:
+            with open(f"{run}/{name}.csv", encoding="utf-8") as handle:
+                found = handle.readline().rstrip("\n")
+                if found != header:
+                    raise ValueError(f"{run}/{name}.csv: header {found!r}, expected {header!r}")
+                chunks.append(handle.read())
+        io.write_text("".join(chunks), f"{out}/{name}.csv")
 
 
 def summary_by_lr(summary):

@@ -1,0 +1,190 @@
+"""What every model family's training shares: SGD with momentum on a flat parameter buffer,
+learning-rate schedules, the divergence rule, the epoch loop with its history rows, and
+evaluation in batches.  A family supplies only its network (see `fit`'s `model`)."""
+
+import math
+import time
+from collections import namedtuple
+
+import numpy as np
+from numba import njit, prange
+
+# Parameters, gradients and momentum live in flat buffers laid out alike, as llm.c does: one
+# update loop, one allocation.  `blocks` (K, 3) cuts theta into runs of at most BLOCK
+# parameters, (start, end, decays): the update spreads them over the threads, and applies weight
+# decay to a block only when `decays` is 1 (weights, not biases or batch-norm parameters).
+SGD = namedtuple("SGD", ["theta", "velocity", "grad", "blocks", "momentum", "weight_decay"])
+BLOCK = 8192
+
+
+def sgd_state(theta, segments, momentum, weight_decay):
+    """SGD with zero momentum for theta; segments: (start, end, decays) covering theta."""
+    blocks = [
+        (first, min(first + BLOCK, end), decays)
+        for start, end, decays in segments
+        for first in range(start, end, BLOCK)
+    ]
+    cast = theta.dtype.type
+    return SGD(
+        theta,
+        np.zeros_like(theta),
+        np.zeros_like(theta),
+        np.array(blocks, dtype=np.int64).reshape(-1, 3),
+        cast(momentum),
+        cast(weight_decay),
+    )
+
+
+@njit(cache=True)
+def _momentum_step(W, v, g, lr, momentum, weight_decay):
+    """v <- momentum * v + (g + weight_decay * W); W <- W - lr * v, elementwise on 1-D views."""
+    # Indexing from 0 lets Numba drop its negative-index checks, so LLVM vectorizes the loop.
+    for k in range(W.size):
+        v[k] = momentum * v[k] + (g[k] + weight_decay * W[k])
+        W[k] -= lr * v[k]
+
+
+@njit(cache=True, parallel=True)
+def sgd_momentum_update(sgd, lr):
+    """One SGD-with-momentum step of every parameter, block by block over the threads."""
+    # Only arrays and scalars may enter a prange loop, not the named tuple holding them.
+    theta, velocity, grad, blocks, momentum, decay = sgd
+    for k in prange(blocks.shape[0]):
+        start, end = blocks[k, 0], blocks[k, 1]
+        weight_decay = decay if blocks[k, 2] else decay * 0
+        _momentum_step(
+            theta[start:end], velocity[start:end], grad[start:end], lr, momentum, weight_decay
+        )
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rates(lr, schedule, total_steps, dtype):
+    """The learning rate of every step: constant, or cosine-annealed from lr towards 0 over the
+    whole run (lr * (1 + cos(pi * step / total_steps)) / 2)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"lr_schedule: expected one of {SCHEDULES}, found {schedule!r}")
+    if schedule == "constant":
+        return np.full(total_steps, lr, dtype=dtype)
+    step = np.arange(total_steps, dtype=np.float64)
+    return (lr * 0.5 * (1.0 + np.cos(np.pi * step / total_steps))).astype(dtype)
+
+
+def blown_up(batch_loss, limit):
+    """The divergence rule: a batch's mean loss is NaN/inf or above `limit`, which is
+    divergence_threshold times the first batch's (the untrained net's) loss."""
+    return not batch_loss <= limit  # `not <=` also catches NaN
+
+
+EVALUATION_BATCH = 1000
+
+
+def evaluate_in_batches(evaluate_batch, N, size=EVALUATION_BATCH):
+    """(mean loss, accuracy) over N samples; evaluate_batch(index) gives (summed loss, correct
+    predictions) of the samples `index`, which go in order, `size` at a time."""
+    total, correct = 0.0, 0
+    for start in range(0, N, size):
+        batch_total, batch_correct = evaluate_batch(np.arange(start, min(start + size, N)))
+        total += batch_total
+        correct += batch_correct
+    return total / N, correct / N
+
+
+# The settings fit takes, named as the config's keys.
+FIT_SETTINGS = ("epochs", "batch_size", "lr_schedule", "divergence_threshold", "log_every", "dtype")
+
+
+def check_batch_size(batch_size, N):
+    if not 1 <= batch_size <= N:
+        raise ValueError(f"batch_size: expected 1..{N}, found {batch_size}")
+
+
+def fit(
+    model,
+    rng,
+    *,
+    lr,
+    epochs,
+    batch_size,
+    lr_schedule,
+    divergence_threshold,
+    log_every,
+    dtype,
+    on_epoch=None,
+    progress=None,
+):
+    """Mini-batch training of `model` for `epochs` passes, each over a fresh shuffle drawn from
+    `rng`.  Stops early, marked diverged, at the first batch that blows up (see blown_up).
+
+    model: n_train, train_batches(totals, corrects, order, first, rates, limit) -> batches
+    trained (fewer than len(totals) when one blew up: its loss is written, its update not
+    made), evaluate() -> (test loss, test accuracy), and optionally begin_epoch(rng), which
+    draws the epoch's other random numbers after its shuffle.
+    Returns dict(history (per-epoch rows), steps (logged batch losses), timing (seconds of each
+    epoch's training pass), diverged, diverged_step).  `on_epoch(epoch, row)` is called after
+    each epoch; `progress(epoch, batches_done, batches)` now and then within one."""
+    N = model.n_train
+    check_batch_size(batch_size, N)
+    history, steps, timing = [], [], []
+    step, diverged_step, limit = 0, None, math.inf
+    n_batches = -(-N // batch_size)
+    # Batches go to the kernel in chunks: few calls from Python, yet a progress report and a
+    # divergence check every chunk.  The first chunk is the first batch alone, whose loss (the
+    # untrained net's) sets the divergence limit.
+    chunk = max(1, n_batches // 50)
+    rates = learning_rates(lr, lr_schedule, epochs * n_batches, dtype)
+    totals, corrects = np.empty(n_batches), np.empty(n_batches, np.int64)
+    sizes = np.minimum(batch_size, N - batch_size * np.arange(n_batches))
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        order = rng.permutation(N)
+        if hasattr(model, "begin_epoch"):
+            model.begin_epoch(rng)
+        done = 0
+        while done < n_batches and diverged_step is None:
+            count = 1 if step == 0 else min(chunk, n_batches - done)
+            trained = model.train_batches(
+                totals[done : done + count],
+                corrects[done : done + count],
+                order,
+                done * batch_size,
+                rates[step : step + count],
+                limit,
+            )
+            if step == 0:
+                limit = divergence_threshold * (totals[0] / sizes[0])
+            for i in range(done, done + trained):
+                batch_loss = totals[i] / sizes[i]
+                diverged = blown_up(batch_loss, limit)
+                if step % log_every == 0 or diverged:
+                    steps.append({"step": step, "epoch": epoch, "batch_loss": batch_loss})
+                if diverged:
+                    diverged_step = step
+                    break
+                step += 1
+            done += trained
+            if progress is not None and diverged_step is None:
+                progress(epoch, done, n_batches)
+        if diverged_step is not None:
+            break
+        timing.append({"epoch": epoch, "seconds": time.perf_counter() - started})
+        test_loss, test_accuracy = model.evaluate()
+        # cumsum adds in order, as the epoch did; np.sum's pairwise order would differ.
+        row = {
+            "epoch": epoch,
+            "train_loss": float(np.cumsum(totals)[-1]) / N,
+            "train_accuracy": int(corrects.sum()) / N,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+        }
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+    return {
+        "history": history,
+        "steps": steps,
+        "timing": timing,
+        "diverged": diverged_step is not None,
+        "diverged_step": diverged_step,
+    }

@@ -1,0 +1,40 @@
+"""The benchmarks' own kernels, which no pipeline step runs, still compute what they claim."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from jitprop import toy
+
+from conftest import ROOT
+
+SHEET_W = [0.15, 0.2, 0.25, 0.3, 0.4, 0.45, 0.5, 0.55]
+INPUTS, TARGETS = [0.05, 0.1], [0.5, 0.5]
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+toy_kernel = load("toy_kernel")
+
+
+@pytest.mark.parametrize("block", [64, 5])  # one block of SIMD lanes; blocks with a remainder
+@pytest.mark.kernel
+def test_grid_kernel_is_bit_identical_to_single_runs(block):
+    rates = np.array([0.1, 0.5, 2.0, 1e4])
+    starts = np.array([SHEET_W, *[toy.random_weights(s, (-1, 1)) for s in (1, 2, 3)]])
+    G = len(rates) * len(starts)
+    w0 = np.repeat(starts[None], len(rates), axis=0).reshape(G, 8)
+    lr = np.repeat(rates, len(starts))
+    E = np.empty((G, 30))
+    toy_kernel.toy_train_grid_kernel(
+        E, w0, np.tile(INPUTS, (G, 1)), np.tile(TARGETS, (G, 1)), lr, block
+    )
+    for g in range(G):
+        single = toy.train(w0[g], INPUTS, TARGETS, lr[g], 30)["E_total"].to_numpy()
+        np.testing.assert_array_equal(E[g], single, err_msg=f"E_total of grid net {g} differs")
