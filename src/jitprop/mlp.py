@@ -227,13 +227,14 @@ class _Network:
 # --------------------------------------------------------------------------- the public API
 
 
-def init_params(layers, seed, dtype="float32", activation=None):
+def init_params(layers, seed, dtype=None, activation=None):
     """Weights for `layers` = [784, ..., 10]: a list of (W, b), W (fan_in, fan_out), b zeros.
 
-    He-normal for relu, Xavier/Glorot-uniform for sigmoid and tanh (default: the config's
-    activation), drawn from numpy.random.default_rng(seed) (`seed` may also be a Generator,
-    which is then advanced)."""
-    activation = activation or config.defaults("mlp")["activation"]
+    He-normal for relu, Xavier/Glorot-uniform for sigmoid and tanh, drawn from
+    numpy.random.default_rng(seed) (`seed` may also be a Generator, which is then advanced).
+    dtype and activation default to the config's."""
+    defaults = config.defaults("mlp")
+    dtype, activation = dtype or defaults["dtype"], activation or defaults["activation"]
     rng = np.random.default_rng(seed)
     params = []
     for fan_in, fan_out in itertools.pairwise(layers):
