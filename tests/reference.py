@@ -134,3 +134,157 @@ def linear_one_term_at_a_time(out, x, W, b):
             if a != 0:
                 for j in range(W.shape[1]):
                     out[n, j] += a * W[k, j]
+
+
+# --------------------------------------------------------------------------- CNN in NumPy
+# Written from the layers' definitions (PyTorch's semantics), batch-major (N, C, H, W), with
+# sliding windows and einsum; nothing shared with jitprop.cnn but the layer list.
+
+
+def windows(xp, k):
+    """(N, C, Ho, Wo, k, k) views of every k x k window of xp (N, C, H, W)."""
+    return np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))
+
+
+def conv_forward(x, W, b, padding):
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out = np.einsum("ncyxij,dcij->ndyx", windows(xp, W.shape[2]), W)
+    return out + (0 if b is None else b[None, :, None, None])
+
+
+def conv_backward(dout, x, W, padding):
+    """(dx, dW, db) of conv_forward, by the chain rule on each window."""
+    k = W.shape[2]
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    dW = np.einsum("ndyx,ncyxij->dcij", dout, windows(xp, k))
+    dxp = np.zeros_like(xp)
+    for i in range(k):
+        for j in range(k):
+            dxp[:, :, i : i + dout.shape[2], j : j + dout.shape[3]] += np.einsum(
+                "ndyx,dc->ncyx", dout, W[:, :, i, j]
+            )
+    dx = dxp[:, :, padding : padding + x.shape[2], padding : padding + x.shape[3]]
+    return dx, dW, dout.sum(axis=(0, 2, 3))
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    var = x.var(axis=(0, 2, 3), keepdims=True)
+    xhat = (x - mean) / np.sqrt(var + eps)
+    return gamma[None, :, None, None] * xhat + beta[None, :, None, None], (xhat, var)
+
+
+def batchnorm_backward(dy, cache, gamma, eps=1e-5):
+    xhat, var = cache
+    M = dy.shape[0] * dy.shape[2] * dy.shape[3]
+    dbeta = dy.sum(axis=(0, 2, 3))
+    dgamma = (dy * xhat).sum(axis=(0, 2, 3))
+    dxhat = dy * gamma[None, :, None, None]
+    total = dxhat.sum(axis=(0, 2, 3), keepdims=True)
+    along = (dxhat * xhat).sum(axis=(0, 2, 3), keepdims=True)
+    dx = (M * dxhat - total - xhat * along) / (M * np.sqrt(var + eps))
+    return dx, dgamma, dbeta
+
+
+def maxpool_forward(x, k):
+    """The max of each k x k window, and the index in the window of its first maximum."""
+    N, C, H, W = x.shape
+    win = (
+        x.reshape(N, C, H // k, k, W // k, k)
+        .transpose(0, 1, 2, 4, 3, 5)
+        .reshape(N, C, H // k, W // k, k * k)
+    )
+    return win.max(axis=-1), win.argmax(axis=-1)  # argmax: the first maximum
+
+
+def maxpool_backward(dout, where, k, shape):
+    N, C, Ho, Wo = dout.shape
+    dwin = np.zeros((N, C, Ho, Wo, k * k))
+    np.put_along_axis(dwin, where[..., None], dout[..., None], axis=-1)
+    return dwin.reshape(N, C, Ho, Wo, k, k).transpose(0, 1, 2, 4, 3, 5).reshape(shape)
+
+
+def cnn_forward(params, x, layers):
+    """Logits of the network (training-mode batch norm, no dropout) and each layer's cache."""
+    caches = []
+    for entry, param in zip(layers, params, strict=True):
+        kind = entry if isinstance(entry, str) else next(iter(entry))
+        value = None if isinstance(entry, str) else entry[kind]
+        cache = x
+        if kind == "conv":
+            x = conv_forward(x, param["W"], param.get("b"), value.get("padding", 0))
+        elif kind == "relu":
+            x = np.maximum(x, 0)
+        elif kind == "batchnorm":
+            x, cache = batchnorm_forward(x, param["gamma"], param["beta"])
+        elif kind == "maxpool":
+            x, where = maxpool_forward(x, value)
+            cache = (cache.shape, where)
+        elif kind == "gap":
+            x = x.mean(axis=(2, 3))
+        elif kind == "linear":
+            x = x.reshape(len(x), -1) @ param["W"] + param["b"]
+        caches.append(cache)  # dropout: the identity here
+    return x.reshape(len(x), -1), caches
+
+
+def cnn_loss_and_grads(params, x, y, layers):
+    """Mean cross-entropy and its gradients, by backpropagation written out layer by layer."""
+    logits, caches = cnn_forward(params, x[:, None], layers)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    N = len(y)
+    loss = -logp[np.arange(N), y].mean()
+    d = (np.exp(logp) - np.eye(logits.shape[1])[y]) / N
+    grads = [{} for _ in layers]
+    for index in range(len(layers) - 1, -1, -1):
+        entry, param, cache = layers[index], params[index], caches[index]
+        kind = entry if isinstance(entry, str) else next(iter(entry))
+        value = None if isinstance(entry, str) else entry[kind]
+        if kind == "conv":
+            d, grads[index]["W"], db = conv_backward(d, cache, param["W"], value.get("padding", 0))
+            if "b" in param:
+                grads[index]["b"] = db
+        elif kind == "relu":
+            d = d * (cache > 0)
+        elif kind == "batchnorm":
+            d, grads[index]["gamma"], grads[index]["beta"] = batchnorm_backward(
+                d, cache, param["gamma"]
+            )
+        elif kind == "maxpool":
+            shape, where = cache
+            d = maxpool_backward(d, where, value, shape)
+        elif kind == "gap":
+            H, W = cache.shape[2:]
+            d = np.broadcast_to(d[:, :, None, None] / (H * W), cache.shape)
+        elif kind == "linear":
+            flat = cache.reshape(len(cache), -1)
+            grads[index]["W"], grads[index]["b"] = flat.T @ d, d.sum(axis=0)
+            d = (d @ param["W"].T).reshape(cache.shape)
+    return loss, grads
+
+
+def lowbias32(z):
+    """Wellons' lowbias32 hash of a 32-bit integer, in Python integers."""
+    z &= 0xFFFFFFFF
+    z ^= z >> 16
+    z = (z * 0x7FEB352D) & 0xFFFFFFFF
+    z ^= z >> 15
+    z = (z * 0x846CA68B) & 0xFFFFFFFF
+    return z ^ (z >> 16)
+
+
+def onecycle(lr, steps, pct_start=0.3, div_factor=25.0, final_div_factor=1e4):
+    """PyTorch's OneCycleLR learning rates (anneal_strategy='cos', no three phases)."""
+    initial, minimum = lr / div_factor, lr / div_factor / final_div_factor
+    up_end, down_end = float(pct_start * steps) - 1, steps - 1
+
+    def cos(start, end, pct):
+        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+    return [
+        cos(initial, lr, step / up_end)
+        if step <= up_end
+        else cos(lr, minimum, (step - up_end) / (down_end - up_end))
+        for step in range(steps)
+    ]

@@ -13,8 +13,13 @@ def filled(**sections):
 def test_toy_runs_are_in_canonical_order_with_self_describing_paths():
     toy = filled(toy={"learning_rates": [2.0, 0.5], "seeds": [3, 1]})["toy"]
     assert runs.toy_runs(toy) == [
-        (0.5, "sheet"), (0.5, 1), (0.5, 3), (2.0, "sheet"), (2.0, 1), (2.0, 3),
-    ]  # fmt: skip
+        (0.5, "sheet"),
+        (0.5, 1),
+        (0.5, 3),
+        (2.0, "sheet"),
+        (2.0, 1),
+        (2.0, 3),
+    ]
     assert runs.toy_run_dirs(toy)[:2] == [
         "results/toy/runs/lr~0.5/start~sheet",
         "results/toy/runs/lr~0.5/start~seed1",
@@ -59,8 +64,15 @@ def test_mlp_args_give_the_cli_the_config_and_the_cli_defaults_are_the_schemas()
 def test_every_subcommand_runs_the_handler_named_after_it():
     parser = cli.build_parser()
     subcommands = parser._subparsers._group_actions[0].choices
-    assert set(subcommands) >= {"toy", "toy-aggregate", "toy-plot", "mlp", "mlp-aggregate",
-                                "mlp-plot", "download-mnist"}  # fmt: skip
+    assert set(subcommands) >= {
+        "toy",
+        "toy-aggregate",
+        "toy-plot",
+        "mlp",
+        "mlp-aggregate",
+        "mlp-plot",
+        "download-mnist",
+    }
     for name, subparser in subcommands.items():
         assert subparser.get_default("func").__name__ == f"cmd_{name.replace('-', '_')}"
 

@@ -66,10 +66,21 @@ def toy_args(toy, part):
 
 # The keys of the mlp section `jitprop mlp` takes as options of the same name.
 MLP_OPTIONS = [
-    "data_dir", "layers", "activation", "loss", "epochs", "batch_size", "momentum",
-    "weight_decay", "lr_schedule", "divergence_threshold", "dtype", "log_every", "train_size",
+    "data_dir",
+    "layers",
+    "activation",
+    "loss",
+    "epochs",
+    "batch_size",
+    "momentum",
+    "weight_decay",
+    "lr_schedule",
+    "divergence_threshold",
+    "dtype",
+    "log_every",
+    "train_size",
     "test_size",
-]  # fmt: skip
+]
 
 
 def mlp_run_dirs(mlp):

@@ -57,18 +57,33 @@ def sgd_momentum_update(sgd, lr):
         )
 
 
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "onecycle")
+# onecycle as PyTorch's OneCycleLR by default: up from lr / DIV for the first WARMUP of the steps,
+# then down to lr / DIV / FINAL_DIV, both halves cosine-shaped (without its momentum cycling).
+ONECYCLE_WARMUP, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
+
+
+def _cosine(start, end, fraction):
+    return end + (start - end) * 0.5 * (1.0 + np.cos(np.pi * fraction))
 
 
 def learning_rates(lr, schedule, total_steps, dtype):
-    """The learning rate of every step: constant, or cosine-annealed from lr towards 0 over the
-    whole run (lr * (1 + cos(pi * step / total_steps)) / 2)."""
+    """The learning rate of every step: constant; cosine-annealed from lr towards 0 over the
+    whole run (lr * (1 + cos(pi * step / total_steps)) / 2); or onecycle (see above)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"lr_schedule: expected one of {SCHEDULES}, found {schedule!r}")
     if schedule == "constant":
         return np.full(total_steps, lr, dtype=dtype)
     step = np.arange(total_steps, dtype=np.float64)
-    return (lr * 0.5 * (1.0 + np.cos(np.pi * step / total_steps))).astype(dtype)
+    if schedule == "cosine":
+        return (lr * 0.5 * (1.0 + np.cos(np.pi * step / total_steps))).astype(dtype)
+    up = max(1.0, float(ONECYCLE_WARMUP * total_steps) - 1)
+    low, final = lr / ONECYCLE_DIV, lr / ONECYCLE_DIV / ONECYCLE_FINAL_DIV
+    down = max(1.0, total_steps - 1 - up)
+    rates = np.where(
+        step <= up, _cosine(low, lr, step / up), _cosine(lr, final, (step - up) / down)
+    )
+    return rates.astype(dtype)
 
 
 def blown_up(batch_loss, limit):

@@ -1,0 +1,216 @@
+"""A convolutional network on MNIST, its layers given as a list (the config's cnn.layers): the
+public API (init_params, loss_and_grads, predict, train, summary), the batches' inputs with the
+seeded augmentation of the training images, and the network as the training loop drives it.
+
+The network itself is jitprop.cnn_net; its kernels jitprop.cnn_layers; the loop
+jitprop.training.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from jitprop import config, training
+from jitprop.cnn_net import CLASSES, IMAGE, LayerError, Network, Pass, parse_layers, summary
+
+__all__ = [
+    "LayerError",
+    "init_params",
+    "loss_and_grads",
+    "parse_layers",
+    "predict",
+    "summary",
+    "train",
+]
+
+# Inputs are scaled to [0, 1] and normalized with MNIST's training-set mean and standard
+# deviation, as the reference CNNs do.
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@njit(cache=True, parallel=True)
+def _gather(x, images, index, angles, shifts, mean, std):
+    """x (B, 28, 28) = the images[index] (uint8, (N, 784)), each turned by angles[n]
+    radians about its centre and moved by shifts[n] = (dy, dx) pixels, sampled bilinearly with
+    zeros outside, scaled to [0, 1] and normalized by mean and std.  Angle and shift 0 copy."""
+    side = 28
+    centre = (side - 1) / 2
+    for n in prange(index.size):
+        image = images[index[n]]
+        c, s = math.cos(angles[n]), math.sin(angles[n])
+        dy, dx = shifts[n, 0], shifts[n, 1]
+        for i in range(side):
+            for j in range(side):
+                # The source of output pixel (i, j): undo the shift, then the turn.
+                u, v = i - centre - dy, j - centre - dx
+                sy, sx = c * u + s * v + centre, -s * u + c * v + centre
+                y0, x0 = math.floor(sy), math.floor(sx)
+                fy, fx = sy - y0, sx - x0
+                value = 0.0
+                for a in range(2):
+                    for b in range(2):
+                        yy, xx = y0 + a, x0 + b
+                        if 0 <= yy < side and 0 <= xx < side:
+                            weight = (fy if a else 1 - fy) * (fx if b else 1 - fx)
+                            value += weight * image[yy * side + xx]
+                x[n, i, j] = (value / 255 - mean) / std
+
+
+def _inputs(work, images, index, angles=None, shifts=None):
+    """The batch images[index] into work's input, augmented by angles and shifts when given."""
+    B = index.size
+    if angles is None:
+        angles, shifts = np.zeros(B), np.zeros((B, 2))
+    _gather(work.input(B)[0], images, index, angles, shifts, MNIST_MEAN, MNIST_STD)
+
+
+def _check(network, X, y=None):
+    X = np.asarray(X)
+    if X.ndim != 3 or X.shape[1:] != IMAGE[1:]:
+        raise ValueError(f"X: expected shape (N, 28, 28), found {X.shape}")
+    if y is not None:
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        if y.shape != (X.shape[0],) or (y.size and (y.min() < 0 or y.max() >= CLASSES)):
+            raise ValueError(f"y: expected {X.shape[0]} labels in 0..{CLASSES - 1}")
+    return np.ascontiguousarray(X, dtype=network.dtype).reshape(-1, *IMAGE), y
+
+
+# --------------------------------------------------------------------------- the public API
+
+
+def init_params(entries, seed, dtype=None):
+    """Parameters of the network `entries` (the config's cnn.layers), drawn from
+    numpy.random.default_rng(seed): a list with one dict per layer, conv {"W": (out, in, k, k)
+    [, "b": (out,)]}, batchnorm {"gamma", "beta"}, linear {"W": (in, out), "b"}, others {}."""
+    network = Network(entries, dtype or config.defaults("cnn")["dtype"])
+    theta = network.init(np.random.default_rng(seed))
+    return [{name: view.copy() for name, view in views.items()} for views in network.views(theta)]
+
+
+def _network_of(params, entries):
+    dtypes = {view.dtype for layer in params for view in layer.values()}
+    if len(dtypes) != 1:
+        raise ValueError(f"params: expected one float dtype, found {sorted(map(str, dtypes))}")
+    network = Network(entries, dtypes.pop())
+    if len(params) != len(network.specs):
+        raise ValueError(f"params: {len(params)} layers, expected {len(network.specs)}")
+    return network
+
+
+def loss_and_grads(params, X, y, entries):
+    """Mean cross-entropy of the network on X (N, 28, 28), already normalized, with labels y,
+    and its gradients, shaped as params.  Batch norm uses the batch's statistics, dropout is
+    the identity; the params' dtype decides the arithmetic."""
+    network = _network_of(params, entries)
+    X, y = _check(network, X, y)
+    theta = network.pack(params)
+    grad = np.zeros_like(theta)
+    work = Pass(network, X.shape[0])
+    work.input(X.shape[0])[0] = X[:, 0]
+    logits = work.forward(network.views(theta), network.new_stats(), X.shape[0], True, None)
+    total, _ = work.loss(logits, y)
+    work.backward(network.views(theta), network.views(grad), X.shape[0], None)
+    return total / X.shape[0], [
+        {name: view.copy() for name, view in views.items()} for views in network.views(grad)
+    ]
+
+
+def predict(params, stats, X, entries, batch=1000):
+    """Class ids (N,) for X (N, 28, 28), already normalized, in evaluation mode: batch norm on
+    `stats` (each batchnorm's running "mean" and "var", as train returns them), no dropout."""
+    network = _network_of(params, entries)
+    X, _ = _check(network, X)
+    theta = network.pack(params)
+    views = network.views(theta)
+    work = Pass(network, min(batch, len(X)))
+    labels = np.empty(len(X), np.int64)
+    for start in range(0, len(X), batch):
+        B = min(batch, len(X) - start)
+        work.input(B)[0] = X[start : start + B, 0]
+        logits = work.forward(views, stats, B, False, None)
+        labels[start : start + B] = np.argmax(logits, axis=1)
+    return labels
+
+
+class _Trainer:
+    """The CNN as training.fit drives it."""
+
+    def __init__(self, train_set, test_set, settings, rng):
+        network = self.network = Network(settings["layers"], settings["dtype"])
+        theta = network.init(rng)
+        self.sgd = training.sgd_state(
+            theta, network.segments(), settings["momentum"], settings["weight_decay"]
+        )
+        self.params, self.grads = network.views(theta), network.views(self.sgd.grad)
+        self.stats = network.new_stats()
+        self.work = Pass(network, settings["batch_size"])
+        self.images, self.labels = train_set
+        self.test_images, self.test_labels = test_set
+        self.n_train, self.batch_size = len(self.labels), settings["batch_size"]
+        augment = settings["augment"]
+        self.rotation = math.radians(augment["rotation"])
+        self.shift = augment["shift"]
+        self.angles = np.zeros(self.n_train)
+        self.shifts = np.zeros((self.n_train, 2))
+        self.rng = rng
+        self.evaluation = Pass(network, min(training.EVALUATION_BATCH, len(self.test_labels)))
+
+    def begin_epoch(self, rng):
+        """This epoch's augmentation, one turn and shift per training image, by image."""
+        if self.rotation:
+            self.angles = rng.uniform(-self.rotation, self.rotation, self.n_train)
+        if self.shift:
+            self.shifts = rng.uniform(-self.shift, self.shift, (self.n_train, 2))
+
+    def train_batches(self, totals, corrects, order, first, rates, limit):
+        B, N = self.batch_size, self.n_train
+        dropout_layers = len(self.network.specs)
+        for i in range(totals.size):
+            start = first + i * B
+            index = order[start : min(start + B, N)]
+            size = index.size
+            _inputs(self.work, self.images, index, self.angles[index], self.shifts[index])
+            keys = self.rng.integers(0, 2**32, dropout_layers, dtype=np.uint64)
+            logits = self.work.forward(self.params, self.stats, size, True, keys)
+            total, correct = self.work.loss(logits, self.labels[index].astype(np.int64))
+            totals[i], corrects[i] = total, correct
+            if training.blown_up(total / size, limit):
+                return i + 1
+            self.work.backward(self.params, self.grads, size, keys)
+            training.sgd_momentum_update(self.sgd, rates[i])
+        return totals.size
+
+    def evaluate(self):
+        work = self.evaluation
+
+        def evaluate_batch(index):
+            _inputs(work, self.test_images, index)
+            logits = work.forward(self.params, self.stats, index.size, False, None)
+            labels = self.test_labels[index].astype(np.int64)
+            return work.loss(logits, labels)
+
+        return training.evaluate_in_batches(evaluate_batch, len(self.test_labels))
+
+
+def train(train_set, test_set, *, lr, seed, on_epoch=None, progress=None, **settings):
+    """Train the CNN with mini-batch SGD with momentum on (images uint8 (N, 784), labels (N,))
+    pairs; every other setting is the config's key of the same name (layers, epochs,
+    batch_size, momentum, weight_decay, dtype, log_every, lr_schedule, divergence_threshold,
+    augment), its default the schema's.
+
+    One Generator, default_rng(seed), draws the initial weights, then each epoch's shuffle and
+    augmentation, and each batch's dropout keys.  Returns training.fit's dict (history, steps,
+    timing, diverged, diverged_step) with params (as init_params gives them), stats (each
+    batchnorm's running mean and var, as predict takes them) and n_params."""
+    settings = config.run_settings("cnn", settings)
+    training.check_batch_size(settings["batch_size"], len(train_set[1]))
+    rng = np.random.default_rng(seed)
+    trainer = _Trainer(train_set, test_set, settings, rng)
+    fit_settings = {key: settings[key] for key in training.FIT_SETTINGS}
+    result = training.fit(trainer, rng, lr=lr, on_epoch=on_epoch, progress=progress, **fit_settings)
+    params = [{name: view.copy() for name, view in views.items()} for views in trainer.params]
+    return {"params": params, "stats": trainer.stats, "n_params": trainer.network.size, **result}

@@ -1,0 +1,549 @@
+"""Kernels of the convolutional network's layers, each forward beside its backward: convolution,
+relu, batch normalization, dropout, max pooling and global average pooling.  Internal: jitprop.cnn
+calls them (its linear layer and loss are jitprop.layers').
+
+Layout: feature maps are channel-major, (C, B, H, W), so that one channel of the whole batch is
+one contiguous "tall" image of B H rows (see convolution); vectors are (B, F).  Shapes: B batch,
+C channels (Ci in, Co out), H x W a map (Hp x Wp zero-padded), k the kernel size.  Every kernel
+spreads independent outputs over the threads and sums each one in a fixed order, so the bits do
+not depend on the number of threads.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# --------------------------------------------------------------------------- convolution
+# Cross-correlation, as PyTorch's Conv2d: out[co, n, y, x] = b[co] + the sum over ci, ky, kx, in
+# that order, of W[co, ci, ky, kx] * xp[ci, n, y + ky, x + kx], xp the input zero-padded by p.
+#
+# The "wide row" trick on tall images: a padded channel of the whole batch, flattened, is one
+# image of B Hp rows of Wp.  Output (n, y, x) is the flat position q = (n Hp + y) Wp + x, and
+# every term of every output is flat[q + ky Wp + kx].  So a tap is a pass over a contiguous range
+# of q, a loop that vectorizes with no gather, as long as the batch; the positions past each
+# image's output (x >= Wo, or y >= Ho, which straddle two images) are computed and dropped.
+# Each pass adds the nine taps of a 3 x 3 kernel (or one tap of another) for four output
+# channels at once, so that every input load feeds four multiply-adds and every accumulator
+# load nine, and adds them left to right, so the result is the plain loop's.  Multiply-adds are
+# fused (FMA, the only fastmath flag here): the same bits on every machine with FMA, which every
+# x86-64 since 2013 and every ARM64 has.
+FMA = {"contract"}
+BLOCK = 4  # output channels per pass
+ROWS = 512  # positions a job covers, about: its accumulators stay in the L1 cache
+
+
+@njit(cache=True, fastmath=FMA)
+def _nine_taps(a0, a1, a2, a3, src, at, Wp, w):
+    """a_j[q] += the sum over t < 9 of w[j, t] src[at + (t // 3) Wp + t % 3 + q], for the four
+    output channels j of a block and one input channel of a 3 x 3 kernel; w (4, 9)."""
+    L = a0.size
+    r0, r1, r2 = at, at + Wp, at + 2 * Wp
+    s0, s1, s2 = src[r0 : r0 + L], src[r0 + 1 : r0 + 1 + L], src[r0 + 2 : r0 + 2 + L]
+    s3, s4, s5 = src[r1 : r1 + L], src[r1 + 1 : r1 + 1 + L], src[r1 + 2 : r1 + 2 + L]
+    s6, s7, s8 = src[r2 : r2 + L], src[r2 + 1 : r2 + 1 + L], src[r2 + 2 : r2 + 2 + L]
+    u0, u1, u2, u3, u4, u5, u6, u7, u8 = w[0]
+    v0, v1, v2, v3, v4, v5, v6, v7, v8 = w[1]
+    x0, x1, x2, x3, x4, x5, x6, x7, x8 = w[2]
+    y0, y1, y2, y3, y4, y5, y6, y7, y8 = w[3]
+    for q in range(L):
+        t0, t1, t2, t3, t4, t5, t6, t7, t8 = (
+            s0[q],
+            s1[q],
+            s2[q],
+            s3[q],
+            s4[q],
+            s5[q],
+            s6[q],
+            s7[q],
+            s8[q],
+        )
+        a0[q] = (
+            a0[q]
+            + u0 * t0
+            + u1 * t1
+            + u2 * t2
+            + u3 * t3
+            + u4 * t4
+            + u5 * t5
+            + u6 * t6
+            + u7 * t7
+            + u8 * t8
+        )
+        a1[q] = (
+            a1[q]
+            + v0 * t0
+            + v1 * t1
+            + v2 * t2
+            + v3 * t3
+            + v4 * t4
+            + v5 * t5
+            + v6 * t6
+            + v7 * t7
+            + v8 * t8
+        )
+        a2[q] = (
+            a2[q]
+            + x0 * t0
+            + x1 * t1
+            + x2 * t2
+            + x3 * t3
+            + x4 * t4
+            + x5 * t5
+            + x6 * t6
+            + x7 * t7
+            + x8 * t8
+        )
+        a3[q] = (
+            a3[q]
+            + y0 * t0
+            + y1 * t1
+            + y2 * t2
+            + y3 * t3
+            + y4 * t4
+            + y5 * t5
+            + y6 * t6
+            + y7 * t7
+            + y8 * t8
+        )
+
+
+@njit(cache=True, fastmath=FMA)
+def _one_tap(a0, a1, a2, a3, src, at, w):
+    """a_j[q] += w[j] src[at + q] for the four output channels j of a block; w (4,)."""
+    s = src[at : at + a0.size]
+    w0, w1, w2, w3 = w[0], w[1], w[2], w[3]
+    for q in range(a0.size):
+        t = s[q]
+        a0[q] = a0[q] + w0 * t
+        a1[q] = a1[q] + w1 * t
+        a2[q] = a2[q] + w2 * t
+        a3[q] = a3[q] + w3 * t
+
+
+@njit(cache=True, parallel=True, fastmath=FMA)
+def conv_forward(out, xp, W, b):
+    """out (Co, B, Ho, Wo) = the cross-correlation of xp (Ci, B, Hp, Wp), already padded, with
+    W (Co, Ci, k, k), plus b (Co,) (zeros for no bias); Ho = Hp - k + 1, Wo = Wp - k + 1."""
+    Co, B, Ho, Wo = out.shape
+    Ci, _, Hp, Wp = xp.shape
+    k = W.shape[2]
+    flat = xp.reshape(Ci, B * Hp * Wp)
+    end = ((B - 1) * Hp + Ho - 1) * Wp + Wo  # one past the last output's position
+    rows = max(1, ROWS // Wp)
+    jobs = -(-((B - 1) * Hp + Ho) // rows)
+    blocks = -(-Co // BLOCK)
+    # A block's missing output channels have zero weights; they are computed and dropped.
+    Wb = np.zeros((blocks * BLOCK, Ci, k, k), W.dtype)
+    Wb[:Co] = W
+    bb = np.zeros(blocks * BLOCK, out.dtype)
+    bb[:Co] = b
+    for job in prange(blocks * jobs):
+        block, part = job // jobs, job % jobs
+        first, row0 = block * BLOCK, part * rows
+        start = row0 * Wp
+        L = min(rows * Wp, end - start)
+        a0, a1 = np.empty(L, out.dtype), np.empty(L, out.dtype)
+        a2, a3 = np.empty(L, out.dtype), np.empty(L, out.dtype)
+        accs = (a0, a1, a2, a3)
+        for j in range(BLOCK):
+            acc, value = accs[j], bb[first + j]
+            for q in range(L):
+                acc[q] = value
+        w9 = np.empty((BLOCK, 9), W.dtype)
+        for ci in range(Ci):
+            if k == 3:
+                for j in range(BLOCK):
+                    for t in range(9):
+                        w9[j, t] = Wb[first + j, ci, t // 3, t % 3]
+                _nine_taps(a0, a1, a2, a3, flat[ci], start, Wp, w9)
+            else:
+                for ky in range(k):
+                    for kx in range(k):
+                        w = Wb[first : first + BLOCK, ci, ky, kx].copy()
+                        _one_tap(a0, a1, a2, a3, flat[ci], start + ky * Wp + kx, w)
+        # Keep the positions that are outputs: rows y < Ho of an image, columns x < Wo.
+        for r in range(-(-L // Wp)):
+            n, y = (row0 + r) // Hp, (row0 + r) % Hp
+            if y < Ho:
+                width = min(Wo, L - r * Wp)
+                for j in range(min(BLOCK, Co - first)):
+                    acc, dst = accs[j], out[first + j, n, y]
+                    for x in range(width):
+                        dst[x] = acc[r * Wp + x]
+
+
+@njit(cache=True, parallel=True)
+def pad(xp, x, p):
+    """xp (C, B, H + 2p, W + 2p) = x (C, B, H, W) with p zeros around each map."""
+    C, B, H, W = x.shape
+    Wp = W + 2 * p
+    for m in prange(C * B):
+        dst, src = xp[m // B, m % B].reshape((H + 2 * p) * Wp), x[m // B, m % B].reshape(H * W)
+        dst[: p * Wp + p] = 0
+        for y in range(H):
+            row, at = src[y * W : y * W + W], (p + y) * Wp + p
+            out = dst[at : at + W]
+            for z in range(W):
+                out[z] = row[z]
+            dst[at + W : at + W + 2 * p] = 0  # this row's right margin, the next row's left
+        dst[(p + H) * Wp + p :] = 0
+
+
+@njit(cache=True, parallel=True)
+def unpad(x, xp, p):
+    """x (C, B, H, W) = the interior of xp (C, B, H + 2p, W + 2p)."""
+    C, B, H, W = x.shape
+    for m in prange(C * B):
+        dst, src = x[m // B, m % B], xp[m // B, m % B]
+        for y in range(H):
+            for z in range(W):
+                dst[y, z] = src[p + y, p + z]
+
+
+def flipped_transpose(W):
+    """Wt (Ci, Co, k, k) = W (Co, Ci, k, k) with its kernels turned by 180 degrees: the kernel
+    with which correlating the output gradient, padded by k - 1, gives the input gradient."""
+    return np.ascontiguousarray(W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+
+
+@njit(cache=True, fastmath=FMA)
+def _block_parts(parts, d, src, first, Wp):
+    """parts[ky, kx, q] += the sum over four stretches i of d[first + i L + q] src[first + i L +
+    ky Wp + kx + q], L = parts.shape[2]: four stretches of positions added to every tap's parts,
+    in order; three taps of a row a pass, so that each gradient load feeds three multiply-adds.
+    parts (k, 3 groups, L); d, src flat (the output gradient as tall wide rows, the input)."""
+    L = parts.shape[2]
+    i0, i1, i2, i3 = first, first + L, first + 2 * L, first + 3 * L
+    d0, d1, d2, d3 = d[i0 : i0 + L], d[i1 : i1 + L], d[i2 : i2 + L], d[i3 : i3 + L]
+    for ky in range(parts.shape[0]):
+        for g in range(parts.shape[1] // 3):
+            at = ky * Wp + 3 * g
+            p0, p1, p2 = parts[ky, 3 * g], parts[ky, 3 * g + 1], parts[ky, 3 * g + 2]
+            j0, j1, j2, j3 = i0 + at, i1 + at, i2 + at, i3 + at
+            e0, f0, g0 = src[j0 : j0 + L], src[j0 + 1 : j0 + 1 + L], src[j0 + 2 : j0 + 2 + L]
+            e1, f1, g1 = src[j1 : j1 + L], src[j1 + 1 : j1 + 1 + L], src[j1 + 2 : j1 + 2 + L]
+            e2, f2, g2 = src[j2 : j2 + L], src[j2 + 1 : j2 + 1 + L], src[j2 + 2 : j2 + 2 + L]
+            e3, f3, g3 = src[j3 : j3 + L], src[j3 + 1 : j3 + 1 + L], src[j3 + 2 : j3 + 2 + L]
+            for q in range(L):
+                c0, c1, c2, c3 = d0[q], d1[q], d2[q], d3[q]
+                p0[q] = p0[q] + c0 * e0[q] + c1 * e1[q] + c2 * e2[q] + c3 * e3[q]
+                p1[q] = p1[q] + c0 * f0[q] + c1 * f1[q] + c2 * f2[q] + c3 * f3[q]
+                p2[q] = p2[q] + c0 * g0[q] + c1 * g1[q] + c2 * g2[q] + c3 * g3[q]
+
+
+def backward_params_scratch(Co, xp_shape, k, dtype):
+    """The scratch arrays conv_backward_params needs (d, flats), allocated once for batches of
+    up to B: fresh pages for megabytes of them at every call would cost as much as the sums.
+    flats has room past the batch for the taps of the last stretch, dropped ones included."""
+    Ci, B, Hp, Wp = xp_shape
+    size = -(-(B * Hp * Wp) // (4 * ROWS)) * 4 * ROWS
+    spare = (k - 1) * Wp + 3 * -(-k // 3)
+    return np.zeros((Co, size), dtype), np.zeros((Ci, size + spare), dtype)
+
+
+@njit(cache=True, parallel=True, fastmath=FMA)
+def conv_backward_params(dW, db, dout, xp, d, flats):
+    """dW (Co, Ci, k, k) = the sum over n, y, x of dout[co, n, y, x] * xp[ci, n, y + ky, x + kx];
+    db (Co,) = dout summed over n, y, x (pass db of size 0 for no bias); d and flats are
+    scratch, from backward_params_scratch.
+
+    The output gradient is laid out as the forward pass's tall wide rows (zeros where it kept
+    no output), so that each tap is again one long dot product over positions.  Per (output,
+    input channel), a thread's own, the products are first added up elementwise, four stretches
+    of ROWS positions a pass, which vectorizes; then each tap's ROWS parts are summed as a tree
+    (_tree_sum).  Taps go three of a row at a time; a kernel whose size is not a multiple of 3
+    gets dropped taps, which read past its rows into spare zeros."""
+    Co, B, Ho, Wo = dout.shape
+    Ci, _, Hp, Wp = xp.shape
+    k = dW.shape[2]
+    groups = -(-k // 3)
+    used = ((B * Hp * Wp + 4 * ROWS - 1) // (4 * ROWS)) * 4 * ROWS
+    for m in prange(Co * B):
+        co, n = m // B, m % B
+        wide = d[co, n * Hp * Wp : (n + 1) * Hp * Wp]
+        wide[:] = 0
+        for y in range(Ho):
+            for x in range(Wo):
+                wide[y * Wp + x] = dout[co, n, y, x]
+    for ci in prange(Ci):
+        src = xp[ci].reshape(B * Hp * Wp)
+        dst = flats[ci]
+        for q in range(B * Hp * Wp):
+            dst[q] = src[q]
+        dst[B * Hp * Wp :] = 0
+    for co in prange(Co):
+        d[co, B * Hp * Wp : used] = 0
+        if db.size:
+            rows = np.zeros(ROWS)
+            row_d = d[co]
+            for first in range(0, used, ROWS):
+                for q in range(ROWS):
+                    rows[q] += row_d[first + q]
+            db[co] = _tree_sum(rows)
+    for pair in prange(Co * Ci):
+        co, ci = pair // Ci, pair % Ci
+        parts = np.zeros((k, 3 * groups, ROWS), dW.dtype)
+        for first in range(0, used, 4 * ROWS):
+            _block_parts(parts, d[co], flats[ci], first, Wp)
+        for ky in range(k):
+            for kx in range(k):
+                dW[co, ci, ky, kx] = _tree_sum(parts[ky, kx])
+
+
+# --------------------------------------------------------------------------- sums
+# A long sum vectorizes only if its terms may be regrouped.  These regroup them the same way on
+# every machine and thread count: terms are first added elementwise across rows (each position's
+# column in order), then a row is summed as a balanced tree, pairs of halves, which is also more
+# accurate than a running sum.
+
+
+@njit(cache=True)
+def _tree_sum(v):
+    """The sum of v (1-D), adding its second half onto its first until one value is left;
+    destroys v."""
+    n = v.size
+    while n > 1:
+        half = (n + 1) // 2
+        for i in range(n - half):
+            v[i] += v[i + half]
+        n = half
+    return v[0] if v.size else v.dtype.type(0)
+
+
+# --------------------------------------------------------------------------- relu
+# On flat views of any activation, in place; parallel over stretches of it.
+STRETCH = 1 << 14
+
+
+@njit(cache=True, parallel=True)
+def relu_forward(x):
+    """x = max(x, 0), in place; x flat."""
+    for part in prange(-(-x.size // STRETCH)):
+        v = x[part * STRETCH : (part + 1) * STRETCH]
+        zero = v.dtype.type(0)
+        for i in range(v.size):
+            v[i] = max(v[i], zero)
+
+
+@njit(cache=True, parallel=True)
+def relu_backward(dx, out):
+    """dx = dx where the relu's output was positive, else 0, in place; flat."""
+    for part in prange(-(-dx.size // STRETCH)):
+        d, o = dx[part * STRETCH : (part + 1) * STRETCH], out[part * STRETCH : (part + 1) * STRETCH]
+        zero = d.dtype.type(0)
+        for i in range(d.size):
+            d[i] = d[i] if o[i] > zero else zero
+
+
+# --------------------------------------------------------------------------- batch norm
+# Training: per channel c, mean and biased variance over (batch, row, column), summed in
+# float64: each position's column over the batch, then a tree (the variance about the mean, a
+# second pass); y = gamma (x - mean) / sqrt(var + eps) + beta.  The running mean and variance
+# (unbiased) move by `momentum` towards the batch's, as PyTorch's BatchNorm2d does.
+
+
+@njit(cache=True, parallel=True)
+def batchnorm_forward(y, xhat, inv_std, x, gamma, beta, running_mean, running_var, momentum, eps):
+    """y, xhat (C, B, H, W) from x; inv_std (C,) saved for the backward pass."""
+    C, B, H, W = x.shape
+    M, HW = B * H * W, H * W
+    for c in prange(C):
+        plane = x[c].reshape(B, HW)
+        sums = np.zeros(HW)
+        for n in range(B):
+            for q in range(HW):
+                sums[q] += plane[n, q]
+        mean = _tree_sum(sums) / M
+        sums[:] = 0
+        for n in range(B):
+            for q in range(HW):
+                sums[q] += (plane[n, q] - mean) ** 2
+        var = _tree_sum(sums) / M
+        inv = 1.0 / math.sqrt(var + eps)
+        inv_std[c] = inv
+        m, i_s, g, bt = x.dtype.type(mean), x.dtype.type(inv), gamma[c], beta[c]
+        src, xh, dst = x[c].reshape(M), xhat[c].reshape(M), y[c].reshape(M)
+        for q in range(M):
+            v = (src[q] - m) * i_s
+            xh[q] = v
+            dst[q] = g * v + bt
+        running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean
+        running_var[c] = (1 - momentum) * running_var[c] + momentum * var * M / max(M - 1, 1)
+
+
+@njit(cache=True, parallel=True)
+def batchnorm_backward(dx, dgamma, dbeta, dy, xhat, inv_std, gamma):
+    """dx (C, B, H, W) from dy, with dgamma, dbeta (C,): per channel, dbeta = sum dy,
+    dgamma = sum dy xhat, dx = gamma inv_std / M (M dy - dbeta - xhat dgamma).  dx may be dy."""
+    C, B, H, W = dy.shape
+    M, HW = B * H * W, H * W
+    for c in prange(C):
+        d, xh = dy[c].reshape(B, HW), xhat[c].reshape(B, HW)
+        sums, dots = np.zeros(HW), np.zeros(HW)
+        for n in range(B):
+            for q in range(HW):
+                sums[q] += d[n, q]
+                dots[q] += d[n, q] * xh[n, q]
+        sum_dy, sum_dy_xhat = _tree_sum(sums), _tree_sum(dots)
+        dbeta[c], dgamma[c] = sum_dy, sum_dy_xhat
+        t = dy.dtype.type
+        scale, mean_dy, mean_dy_xhat = t(gamma[c] * inv_std[c]), t(sum_dy / M), t(sum_dy_xhat / M)
+        d1, xh1, out = dy[c].reshape(M), xhat[c].reshape(M), dx[c].reshape(M)
+        for q in range(M):
+            out[q] = scale * (d1[q] - mean_dy - xh1[q] * mean_dy_xhat)
+
+
+@njit(cache=True, parallel=True)
+def batchnorm_evaluate(y, x, gamma, beta, mean, var, eps):
+    """y = gamma (x - mean) / sqrt(var + eps) + beta with the running statistics; (C, B, H, W)."""
+    C, B, H, W = x.shape
+    for m in prange(C * B):
+        c, n = m // B, m % B
+        t = x.dtype.type
+        inv, mc, g, bt = t(1.0 / math.sqrt(var[c] + eps)), t(mean[c]), t(gamma[c]), t(beta[c])
+        src, dst = x[c, n].reshape(H * W), y[c, n].reshape(H * W)
+        for q in range(H * W):
+            dst[q] = g * ((src[q] - mc) * inv) + bt
+
+
+# --------------------------------------------------------------------------- dropout
+# Inverted dropout: an element is kept, and scaled by 1 / (1 - p), when a 32-bit hash of (its
+# flat index, key) is at least p * 2**32.  The key is drawn from the run's generator for each
+# batch and layer, so a run's masks are reproducible.  The hash is a counter-based generator
+# (Wellons' lowbias32 finalizer, of the index's hash xor the key), as Philox is for PyTorch on
+# GPUs: an element's draw does not depend on the order, and so on the threads, in which
+# elements are visited.
+MIX1, MIX2, MASK32 = np.uint64(0x7FEB352D), np.uint64(0x846CA68B), np.uint64(0xFFFFFFFF)
+SHIFT15, SHIFT16 = np.uint32(15), np.uint32(16)
+
+
+@njit(cache=True, inline="always")
+def _hash32(z):
+    """lowbias32 of z (uint32): a well-mixed 32-bit value.  The products are taken in 64 bits
+    and cut back to 32 (which is what Numba does with a product of uint32s anyway)."""
+    z = np.uint32(z ^ (z >> SHIFT16))
+    z = np.uint32((np.uint64(z) * MIX1) & MASK32)
+    z = np.uint32(z ^ (z >> SHIFT15))
+    z = np.uint32((np.uint64(z) * MIX2) & MASK32)
+    return np.uint32(z ^ (z >> SHIFT16))
+
+
+@njit(cache=True, parallel=True)
+def dropout_forward(x, mask, key, threshold, scale):
+    """x *= scale where _hash32(_hash32(flat index) ^ key) >= threshold, else 0, in place, x
+    flat; mask (uint8, x's size) records which were kept, for dropout_backward."""
+    key, threshold = np.uint32(key), np.uint32(threshold)
+    zero = x.dtype.type(0)
+    for part in prange(-(-x.size // STRETCH)):
+        v, kept = (
+            x[part * STRETCH : (part + 1) * STRETCH],
+            mask[part * STRETCH : (part + 1) * STRETCH],
+        )
+        first = np.uint32(part * STRETCH)
+        for i in range(v.size):
+            keep = _hash32(_hash32(first + np.uint32(i)) ^ key) >= threshold
+            kept[i] = keep
+            v[i] = v[i] * scale if keep else zero
+
+
+@njit(cache=True, parallel=True)
+def dropout_backward(dx, mask, scale):
+    """dx *= scale where the forward pass kept the element, else 0; in place, flat."""
+    zero = dx.dtype.type(0)
+    for part in prange(-(-dx.size // STRETCH)):
+        v, kept = (
+            dx[part * STRETCH : (part + 1) * STRETCH],
+            mask[part * STRETCH : (part + 1) * STRETCH],
+        )
+        for i in range(v.size):
+            v[i] = v[i] * scale if kept[i] else zero
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+@njit(cache=True, parallel=True)
+def maxpool_forward(out, argmax, x, k):
+    """out (C, B, H/k, W/k) = the max of each k x k window of x; argmax (same shape, uint8) its
+    position ky * k + kx in the window, the first maximum in row-major order on ties."""
+    C, B, Ho, Wo = out.shape
+    for m in prange(C * B):
+        c, n = m // B, m % B
+        src, dst, where = x[c, n], out[c, n], argmax[c, n]
+        for i in range(Ho):
+            if k == 2:  # the common case, without the general loop's divisions
+                top, bottom = src[2 * i], src[2 * i + 1]
+                for j in range(Wo):
+                    best, at = top[2 * j], 0
+                    if top[2 * j + 1] > best:
+                        best, at = top[2 * j + 1], 1
+                    if bottom[2 * j] > best:
+                        best, at = bottom[2 * j], 2
+                    if bottom[2 * j + 1] > best:
+                        best, at = bottom[2 * j + 1], 3
+                    dst[i, j], where[i, j] = best, at
+                continue
+            for j in range(Wo):
+                best, at = src[i * k, j * k], 0
+                for t in range(1, k * k):
+                    v = src[i * k + t // k, j * k + t % k]
+                    if v > best:
+                        best, at = v, t
+                dst[i, j], where[i, j] = best, at
+
+
+@njit(cache=True, parallel=True)
+def maxpool_backward(dx, dout, argmax, k):
+    """dx (C, B, H, W): each window's gradient to its argmax, zeros elsewhere."""
+    C, B, Ho, Wo = dout.shape
+    for m in prange(C * B):
+        c, n = m // B, m % B
+        dst, src, where = dx[c, n], dout[c, n], argmax[c, n]
+        dst[:] = 0
+        for i in range(Ho):
+            for j in range(Wo):
+                t = where[i, j]
+                dst[i * k + t // k, j * k + t % k] = src[i, j]
+
+
+@njit(cache=True, parallel=True)
+def gap_forward(out, x):
+    """out (B, C) = the mean of each map of x (C, B, H, W): its sum, in order, over H W."""
+    C, B, H, W = x.shape
+    for n in prange(B):
+        for c in range(C):
+            row, total = x[c, n].reshape(H * W), x.dtype.type(0)
+            for q in range(H * W):
+                total += row[q]
+            out[n, c] = total / (H * W)
+
+
+@njit(cache=True, parallel=True)
+def gap_backward(dx, dout):
+    """dx (C, B, H, W) = dout (B, C) / (H W), spread over each map."""
+    C, B, H, W = dx.shape
+    for n in prange(B):
+        for c in range(C):
+            dx[c, n] = dout[n, c] / (H * W)
+
+
+# --------------------------------------------------------------------------- layout
+
+
+@njit(cache=True, parallel=True)
+def maps_to_rows(rows, x):
+    """rows (B, C H W) = x (C, B, H, W), each sample's maps flattened in (c, y, x) order."""
+    C, B, H, W = x.shape
+    for n in prange(B):
+        for c in range(C):
+            rows[n, c * H * W : (c + 1) * H * W] = x[c, n].reshape(H * W)
+
+
+@njit(cache=True, parallel=True)
+def rows_to_maps(x, rows):
+    """x (C, B, H, W) = rows (B, C H W): maps_to_rows undone."""
+    C, B, H, W = x.shape
+    for n in prange(B):
+        for c in range(C):
+            x[c, n] = rows[n, c * H * W : (c + 1) * H * W].reshape(H, W)

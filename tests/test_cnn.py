@@ -1,0 +1,453 @@
+"""The CNN: each kernel against tests/reference.py's NumPy layers, every gradient against central
+finite differences, the public API, bad layer lists named, training reproducible and thread-
+independent, the augmentation's geometry and the onecycle schedule."""
+
+import math
+
+import numba
+import numpy as np
+import pytest
+
+from jitprop import cnn, data, training
+from jitprop import cnn_layers as kernels
+
+import reference
+
+EXAMPLE = [  # the issue's example network
+    {"conv": {"out": 8, "kernel": 3}},
+    "relu",
+    "batchnorm",
+    {"dropout": 0.05},
+    {"maxpool": 2},
+    {"conv": {"out": 16, "kernel": 3, "padding": 1, "bias": True}},
+    "relu",
+    "gap",
+    {"linear": 10},
+]
+SMALL = [  # every kind of layer, small enough for finite differences of every parameter
+    {"conv": {"out": 3, "kernel": 3, "bias": True}},
+    "relu",
+    "batchnorm",
+    {"dropout": 0.1},
+    {"maxpool": 2},
+    {"conv": {"out": 5, "kernel": 3, "padding": 1}},
+    "relu",
+    {"conv": {"out": 4, "kernel": 1}},
+    {"maxpool": 13},
+    {"linear": 6},
+    "relu",
+    {"linear": 10},
+]
+
+
+def cnhw(x):
+    """A batch-major (N, C, H, W) array as the kernels' channel-major (C, N, H, W)."""
+    return np.ascontiguousarray(x.transpose(1, 0, 2, 3))
+
+
+def batch_major(x):
+    return np.ascontiguousarray(x.transpose(1, 0, 2, 3))
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(
+    ("k", "padding", "bias"),
+    [(3, 0, False), (3, 1, True), (1, 0, True), (5, 2, False), (2, 0, True)],
+)
+def test_conv_kernels_match_reference(k, padding, bias):
+    rng = np.random.default_rng(k * 10 + padding)
+    x = rng.normal(size=(3, 2, 9, 8))
+    W = rng.normal(size=(5, 2, k, k))
+    b = rng.normal(size=5) if bias else np.zeros(5)
+    expected = reference.conv_forward(x, W, b, padding)
+    xp = np.zeros((2, 3, 9 + 2 * padding, 8 + 2 * padding))
+    kernels.pad(xp, cnhw(x), padding)
+    out = np.empty((5, 3, *expected.shape[2:]))
+    kernels.conv_forward(out, xp, W, b)
+    np.testing.assert_allclose(
+        batch_major(out), expected, rtol=1e-12, atol=1e-12, err_msg="conv_forward differs"
+    )
+    dout = rng.normal(size=expected.shape)
+    ref_dx, ref_dW, ref_db = reference.conv_backward(dout, x, W, padding)
+    dW, db = np.empty_like(W), np.empty(5)
+    scratch = kernels.backward_params_scratch(5, xp.shape, k, np.float64)
+    kernels.conv_backward_params(dW, db, cnhw(dout), xp, *scratch)
+    np.testing.assert_allclose(dW, ref_dW, rtol=1e-12, atol=1e-12, err_msg="dW differs")
+    np.testing.assert_allclose(db, ref_db, rtol=1e-12, atol=1e-12, err_msg="db differs")
+    # The input gradient, as the network computes it: the padded output gradient correlated
+    # with the turned, transposed kernel.
+    dp = np.zeros((5, 3, expected.shape[2] + 2 * (k - 1), expected.shape[3] + 2 * (k - 1)))
+    kernels.pad(dp, cnhw(dout), k - 1)
+    dxp = np.empty_like(xp)
+    kernels.conv_forward(dxp, dp, kernels.flipped_transpose(W), np.zeros(2))
+    dx = np.empty((2, 3, 9, 8))
+    kernels.unpad(dx, dxp, padding)
+    np.testing.assert_allclose(
+        batch_major(dx), ref_dx, rtol=1e-12, atol=1e-12, err_msg="dx differs"
+    )
+
+
+@pytest.mark.kernel
+def test_conv_backward_params_on_a_short_batch_in_a_long_scratch():
+    """A scratch sized for batches of 6 holds a batch of 2 without stale values leaking in."""
+    rng = np.random.default_rng(1)
+    scratch = kernels.backward_params_scratch(4, (3, 6, 7, 7), 3, np.float64)
+    for B in (6, 2):
+        x, dout, W = (
+            rng.normal(size=(B, 3, 7, 7)),
+            rng.normal(size=(B, 4, 5, 5)),
+            np.zeros((4, 3, 3, 3)),
+        )
+        dW, db = np.empty_like(W), np.empty(4)
+        kernels.conv_backward_params(dW, db, cnhw(dout), cnhw(x), *scratch)
+        _, ref_dW, ref_db = reference.conv_backward(dout, x, W, 0)
+        np.testing.assert_allclose(dW, ref_dW, rtol=1e-12, err_msg=f"dW differs at B={B}")
+        np.testing.assert_allclose(db, ref_db, rtol=1e-12, err_msg=f"db differs at B={B}")
+
+
+@pytest.mark.kernel
+def test_batchnorm_kernels_match_reference():
+    rng = np.random.default_rng(2)
+    x = rng.normal(2.0, 3.0, size=(4, 3, 5, 6))
+    gamma, beta = rng.normal(size=3), rng.normal(size=3)
+    expected, cache = reference.batchnorm_forward(x, gamma, beta)
+    y, xhat, inv_std = np.empty((3, 4, 5, 6)), np.empty((3, 4, 5, 6)), np.empty(3)
+    mean, var = np.zeros(3), np.ones(3)
+    kernels.batchnorm_forward(y, xhat, inv_std, cnhw(x), gamma, beta, mean, var, 0.1, 1e-5)
+    np.testing.assert_allclose(
+        batch_major(y), expected, rtol=1e-12, atol=1e-12, err_msg="batchnorm y differs"
+    )
+    # Running statistics as PyTorch keeps them: the unbiased variance, momentum 0.1.
+    M = 4 * 5 * 6
+    np.testing.assert_allclose(mean, 0.1 * x.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(var, 0.9 + 0.1 * x.var(axis=(0, 2, 3)) * M / (M - 1), rtol=1e-12)
+    dy = rng.normal(size=x.shape)
+    ref_dx, ref_dgamma, ref_dbeta = reference.batchnorm_backward(dy, cache, gamma)
+    dx, dgamma, dbeta = np.empty((3, 4, 5, 6)), np.empty(3), np.empty(3)
+    kernels.batchnorm_backward(dx, dgamma, dbeta, cnhw(dy), xhat, inv_std, gamma)
+    np.testing.assert_allclose(
+        batch_major(dx), ref_dx, rtol=1e-10, atol=1e-12, err_msg="batchnorm dx differs"
+    )
+    np.testing.assert_allclose(dgamma, ref_dgamma, rtol=1e-12, err_msg="dgamma differs")
+    np.testing.assert_allclose(dbeta, ref_dbeta, rtol=1e-12, err_msg="dbeta differs")
+    evaluated = np.empty((3, 4, 5, 6))
+    kernels.batchnorm_evaluate(evaluated, cnhw(x), gamma, beta, mean, var, 1e-5)
+    by_hand = (x - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 1e-5)
+    np.testing.assert_allclose(
+        batch_major(evaluated),
+        gamma[None, :, None, None] * by_hand + beta[None, :, None, None],
+        rtol=1e-12,
+        err_msg="batchnorm_evaluate differs",
+    )
+
+
+@pytest.mark.kernel
+def test_dropout_keeps_one_minus_p_with_the_documented_hash():
+    p, key = 0.3, 987654321
+    threshold, scale = int(p * 2**32), 1 / (1 - p)
+    x = np.ones(200_000)
+    mask = np.empty(x.size, np.uint8)
+    kernels.dropout_forward(x, mask, key, threshold, scale)
+    # Binomial: 5 standard deviations of the kept fraction.
+    assert abs(mask.mean() - (1 - p)) < 5 * math.sqrt(p * (1 - p) / x.size)
+    np.testing.assert_array_equal(x, np.where(mask, scale, 0.0))
+    for i in (0, 1, 17, 199_999):
+        kept = reference.lowbias32(reference.lowbias32(i) ^ key) >= threshold
+        assert bool(mask[i]) == kept, f"mask differs from the documented hash at {i}"
+    dx = np.full(x.size, 2.0)
+    kernels.dropout_backward(dx, mask, scale)
+    np.testing.assert_array_equal(dx, 2 * x, err_msg="dropout backward uses another mask")
+
+
+@pytest.mark.kernel
+def test_maxpool_gap_and_layout_kernels_match_reference():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 3, size=(2, 3, 6, 4)).astype(float)  # many ties
+    expected, where = reference.maxpool_forward(x, 2)
+    out, argmax = np.empty((3, 2, 3, 2)), np.empty((3, 2, 3, 2), np.uint8)
+    kernels.maxpool_forward(out, argmax, cnhw(x), 2)
+    np.testing.assert_array_equal(batch_major(out), expected, err_msg="maxpool differs")
+    np.testing.assert_array_equal(batch_major(argmax), where, err_msg="maxpool ties differ")
+    dout = rng.normal(size=expected.shape)
+    dx = np.empty((3, 2, 6, 4))
+    kernels.maxpool_backward(dx, cnhw(dout), argmax, 2)
+    np.testing.assert_array_equal(
+        batch_major(dx), reference.maxpool_backward(dout, where, 2, x.shape)
+    )
+    out3, where3 = np.empty((3, 2, 2, 1)), np.empty((3, 2, 2, 1), np.uint8)
+    kernels.maxpool_forward(out3, where3, cnhw(x[:, :, :6, :3]), 3)
+    np.testing.assert_array_equal(
+        batch_major(out3), reference.maxpool_forward(x[:, :, :6, :3], 3)[0]
+    )
+    means = np.empty((2, 3))
+    kernels.gap_forward(means, cnhw(x))
+    np.testing.assert_allclose(means, x.mean(axis=(2, 3)), rtol=1e-12)
+    dmeans = rng.normal(size=(2, 3))
+    dgap = np.empty((3, 2, 6, 4))
+    kernels.gap_backward(dgap, dmeans)
+    np.testing.assert_allclose(
+        batch_major(dgap), np.broadcast_to(dmeans[:, :, None, None] / 24, x.shape)
+    )
+    rows = np.empty((2, 72))
+    kernels.maps_to_rows(rows, cnhw(x))
+    np.testing.assert_array_equal(rows, x.reshape(2, 72), err_msg="flattening is not (c, y, x)")
+    back = np.empty((3, 2, 6, 4))
+    kernels.rows_to_maps(back, rows)
+    np.testing.assert_array_equal(batch_major(back), x)
+
+
+def problem(layers, N=4, seed=0, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    params = cnn.init_params(layers, seed, dtype)
+    # Batch norm's gamma and beta away from 1 and 0, so their gradients are not special.
+    for spec, param in zip(cnn.parse_layers(layers)[0], params, strict=True):
+        if spec.kind == "batchnorm":
+            param["gamma"][...] = rng.uniform(0.5, 1.5, param["gamma"].shape)
+            param["beta"][...] = rng.normal(0, 0.3, param["beta"].shape)
+    return params, rng.normal(size=(N, 28, 28)).astype(dtype), rng.integers(0, 10, N)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("layers", [EXAMPLE, SMALL], ids=["example", "small"])
+def test_loss_and_grads_match_numpy_reference(layers):
+    params, X, y = problem(layers)
+    loss, grads = cnn.loss_and_grads(params, X, y, layers)
+    ref_loss, ref_grads = reference.cnn_loss_and_grads(params, X, y, layers)
+    assert loss == pytest.approx(ref_loss, rel=1e-12), "loss differs"
+    for index, (grad, ref) in enumerate(zip(grads, ref_grads, strict=True)):
+        assert set(grad) == set(ref), f"layer {index}: gradients {set(grad)}, expected {set(ref)}"
+        for name in grad:
+            assert grad[name].shape == params[index][name].shape
+            np.testing.assert_allclose(
+                grad[name],
+                ref[name],
+                rtol=1e-9,
+                atol=1e-12,
+                err_msg=f"layer {index} d{name} differs",
+            )
+
+
+@pytest.mark.kernel
+def test_gradients_match_central_differences():
+    """Every entry of every gradient; without the JIT (a coverage run, where a loss costs a
+    second), three entries of each."""
+    params, X, y = problem(SMALL, N=3, seed=4)
+    _, grads = cnn.loss_and_grads(params, X, y, SMALL)
+    eps = 1e-6
+    for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
+        for name, array in param.items():
+            numeric = np.full_like(array, np.nan)
+            entries = list(np.ndindex(array.shape))
+            if numba.config.DISABLE_JIT:
+                entries = entries[:: max(1, len(entries) // 3)][:3]
+            for at in entries:
+                saved = array[at]
+                array[at] = saved + eps
+                plus, _ = cnn.loss_and_grads(params, X, y, SMALL)
+                array[at] = saved - eps
+                minus, _ = cnn.loss_and_grads(params, X, y, SMALL)
+                array[at] = saved
+                numeric[at] = (plus - minus) / (2 * eps)
+            checked = ~np.isnan(numeric)
+            np.testing.assert_allclose(
+                grad[name][checked],
+                numeric[checked],
+                rtol=1e-5,
+                atol=1e-8,
+                err_msg=f"layer {index} d{name} differs from finite differences",
+            )
+
+
+@pytest.mark.kernel
+def test_float32_close_to_float64():
+    params, X, y = problem(EXAMPLE, N=6, seed=5, dtype="float32")
+    loss, grads = cnn.loss_and_grads(params, X, y, EXAMPLE)
+    as64 = [{name: v.astype(np.float64) for name, v in p.items()} for p in params]
+    ref_loss, ref_grads = reference.cnn_loss_and_grads(as64, X.astype(np.float64), y, EXAMPLE)
+    assert grads[0]["W"].dtype == np.float32
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    np.testing.assert_allclose(
+        grads[0]["W"],
+        ref_grads[0]["W"],
+        rtol=1e-3,
+        atol=1e-5,
+        err_msg="dW of the first conv (float32) differs",
+    )
+
+
+def test_predict_uses_the_running_statistics():
+    params, X, _ = problem(EXAMPLE, N=7, seed=6)
+    rng = np.random.default_rng(7)
+    stats = [
+        {"mean": rng.normal(size=8), "var": rng.uniform(0.5, 2, 8)} if i == 2 else {}
+        for i in range(len(EXAMPLE))
+    ]
+    labels = cnn.predict(params, stats, X, EXAMPLE)
+    # The reference, with batch norm in evaluation mode written by hand.
+    x = reference.conv_forward(X[:, None], params[0]["W"], None, 0)
+    x = np.maximum(x, 0)
+    x = (x - stats[2]["mean"][None, :, None, None]) / np.sqrt(
+        stats[2]["var"][None, :, None, None] + 1e-5
+    )
+    x = params[2]["gamma"][None, :, None, None] * x + params[2]["beta"][None, :, None, None]
+    x = reference.maxpool_forward(x, 2)[0]
+    x = np.maximum(reference.conv_forward(x, params[5]["W"], params[5]["b"], 1), 0)
+    logits = x.mean(axis=(2, 3)) @ params[8]["W"] + params[8]["b"]
+    np.testing.assert_array_equal(labels, logits.argmax(axis=1))
+
+
+def test_init_params_shapes_and_seeds():
+    params = cnn.init_params(EXAMPLE, 0, "float32")
+    shapes = [{name: v.shape for name, v in p.items()} for p in params]
+    assert shapes == [
+        {"W": (8, 1, 3, 3)},
+        {},
+        {"gamma": (8,), "beta": (8,)},
+        {},
+        {},
+        {"W": (16, 8, 3, 3), "b": (16,)},
+        {},
+        {},
+        {"W": (16, 10), "b": (10,)},
+    ]
+    assert params[0]["W"].dtype == np.float32
+    assert np.abs(params[5]["W"]).max() <= 1 / math.sqrt(8 * 9)
+    np.testing.assert_array_equal(params[5]["W"], cnn.init_params(EXAMPLE, 0, "float32")[5]["W"])
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        (
+            [{"conv": {"out": 4, "kernel": 30}}, "gap", {"linear": 10}],
+            r"cnn.layers\[0\] \(conv\): kernel 30 larger than its padded input 28x28",
+        ),
+        (
+            [{"conv": {"out": 4, "kernel": 3}}, {"maxpool": 4}, "gap", {"linear": 10}],
+            r"cnn.layers\[1\] \(maxpool\): a 4x4 pool does not divide its 26x26 input",
+        ),
+        (
+            [{"conv": {"out": 4, "kernel": 3}}, "gap", {"linear": 9}],
+            r"cnn.layers\[2\] \(linear\): the network ends with \(9,\); expected 10 outputs",
+        ),
+        (
+            [{"conv": {"out": 4, "kernel": 3}}, "softmax", {"linear": 10}],
+            r"cnn.layers\[1\]: unknown layer 'softmax'",
+        ),
+        ([{"linear": 10}, "batchnorm"], r"cnn.layers\[1\] \(batchnorm\): input of shape \(10,\)"),
+        ([{"dropout": 1.0}, {"linear": 10}], r"cnn.layers\[0\] \(dropout\): p 1.0"),
+        ([{"conv": {"out": 4}}, {"linear": 10}], r"cnn.layers\[0\] \(conv\): found"),
+        ([], r"cnn.layers: expected a non-empty list"),
+    ],
+)
+def test_bad_layers_are_named(layers, message):
+    with pytest.raises(cnn.LayerError, match=message):
+        cnn.parse_layers(layers)
+
+
+def test_summary_counts_parameters():
+    rows = cnn.summary(EXAMPLE)
+    assert [row["params"] for row in rows[:-1]] == [72, 0, 16, 0, 0, 1168, 0, 0, 170]
+    assert rows[-1]["params"] == 72 + 16 + 1168 + 170
+    assert rows[4]["output"] == (8, 13, 13)
+    assert rows[7]["output"] == (16,)
+
+
+TINY = [
+    {"conv": {"out": 8, "kernel": 3}},
+    "relu",
+    "batchnorm",
+    {"dropout": 0.05},
+    {"maxpool": 2},
+    {"conv": {"out": 16, "kernel": 3}},
+    "relu",
+    "batchnorm",
+    {"maxpool": 11},
+    {"linear": 10},
+]
+
+
+@pytest.fixture(scope="module")
+def mnist_subset(mnist_dir):
+    return data.load_split(mnist_dir, "train", 2000), data.load_split(mnist_dir, "test", 500)
+
+
+def train_tiny(subset, **changes):
+    settings = dict(
+        layers=TINY,
+        epochs=4,
+        batch_size=32,
+        lr=0.1,
+        seed=0,
+        augment={"rotation": 5.0, "shift": 1.0},
+    )
+    return cnn.train(*subset, **{**settings, **changes})
+
+
+def test_training_learns_and_is_reproducible(mnist_subset):
+    first, second = train_tiny(mnist_subset), train_tiny(mnist_subset)
+    assert first["history"] == second["history"]
+    assert first["steps"] == second["steps"]
+    for a, b in zip(first["params"], second["params"], strict=True):
+        for name in a:
+            assert a[name].tobytes() == b[name].tobytes(), f"{name} differs between runs"
+    # 2000 images, 4 epochs: far from chance (10%), though far from the full run's 99%.
+    assert first["history"][-1]["test_accuracy"] > 0.7, first["history"]
+    assert first["n_params"] == sum(r["params"] for r in cnn.summary(TINY)[:-1])
+    assert set(first["stats"][2]) == {"mean", "var"}
+    assert train_tiny(mnist_subset, seed=1)["history"] != first["history"]
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread here")
+def test_training_gives_the_same_bits_on_one_thread_and_two(mnist_subset):
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            results.append(train_tiny(mnist_subset, epochs=1))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    one, two = results
+    assert one["history"] == two["history"]
+    for a, b in zip(one["params"], two["params"], strict=True):
+        for name in a:
+            assert a[name].tobytes() == b[name].tobytes(), f"{name} differs with threads"
+
+
+def test_divergence_is_marked(mnist_subset):
+    result = train_tiny(mnist_subset, lr=1e4, epochs=2)
+    assert result["diverged"]
+    assert result["steps"][-1]["step"] == result["diverged_step"]
+
+
+def images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, 784)) * 255).astype(np.uint8), rng.integers(0, 10, n).astype(np.uint8)
+
+
+def test_augmentation_turns_and_shifts_about_the_centre():
+    x, _ = images(1, 3)
+    index = np.array([0, 0, 0])
+    out = np.empty((3, 28, 28))
+    angles = np.array([0.0, math.pi / 2, 0.0])
+    shifts = np.array([[0.0, 0.0], [0.0, 0.0], [2.0, -3.0]])
+    cnn._gather(out, x, index, angles, shifts, 0.0, 1.0)
+    image = x[0].reshape(28, 28) / 255
+    np.testing.assert_allclose(out[0], image, atol=1e-12, err_msg="no change is not a copy")
+    # A quarter turn about the centre (13.5, 13.5) moves whole pixels: a 90 degree rotation.
+    turned = np.rot90(image, k=1)
+    assert np.allclose(out[1], turned, atol=1e-9) or np.allclose(
+        out[1], np.rot90(image, -1), atol=1e-9
+    )
+    shifted = np.zeros_like(image)
+    shifted[2:, :25] = image[:26, 3:]
+    np.testing.assert_allclose(out[2], shifted, atol=1e-12, err_msg="shift by (2, -3) differs")
+    normalized = np.empty((1, 28, 28))
+    cnn._gather(normalized, x, index[:1], angles[:1], shifts[:1], cnn.MNIST_MEAN, cnn.MNIST_STD)
+    np.testing.assert_allclose(normalized[0], (image - 0.1307) / 0.3081, rtol=1e-12)
+
+
+def test_onecycle_is_pytorchs():
+    rates = training.learning_rates(0.4, "onecycle", 100, "float64")
+    np.testing.assert_allclose(rates, reference.onecycle(0.4, 100), rtol=1e-12)
+    assert rates.max() == pytest.approx(0.4)
