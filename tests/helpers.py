@@ -24,6 +24,7 @@ REPRODUCIBLE = [
     "results/figures/mlp_loss_curves.png",
     "results/figures/mlp_accuracy_curves.png",
     "results/figures/mlp_accuracy_vs_lr.png",
+    "results/toy/exercise.xlsx",
 ]
 
 
