@@ -211,6 +211,26 @@ def test_report_holds_every_figure_and_table(root, tiny_run):
     assert not re.findall(r'<(?:script|link|img|iframe)[^>]+(?:src|href)="(?!data:)[^"]+"', html)
 
 
+def test_default_profile_prints_a_line_per_job_and_logs_every_detail(root, mnist_dir, tmp_path):
+    config = tiny_config(root, mnist_dir, tmp_path)
+    profile = str(root / "workflow/profiles/default")
+    result = snakemake(root, tmp_path, "toy", "--profile", profile, "--configfile", str(config))
+    terminal = result.stdout + result.stderr
+    started = re.findall(r"^\[[^]]+\] localrule (\w+)(?: \([^)]*\))?: job \d+$", terminal, re.M)
+    others = ["toy_aggregate", "toy_figures", "toy_sheet", "toy"]
+    assert sorted(started) == sorted(["toy_run"] * 9 + others)
+    assert "13 of 13 steps (100%) done" in terminal
+    assert "input:" not in terminal
+    assert "reason:" not in terminal
+    (log,) = (tmp_path / ".snakemake/log").glob("*.snakemake.log")
+    block = log.read_text().split("localrule toy_aggregate:\n", 1)[1].split("\n")[0]
+    runs = (tmp_path / "results/toy/runs").glob("*/*/history.csv")
+    assert sorted(block.removeprefix("    input: ").split(", ")[::2]) == sorted(
+        str(path.relative_to(tmp_path)) for path in runs
+    )
+    assert "reason:" in log.read_text()
+
+
 def test_nothing_to_do_when_up_to_date(root, tiny_run):
     result = snakemake(
         root, tiny_run, "--cores", "2", "--configfile", str(tiny_run / "config.yaml"), "--dry-run"
