@@ -212,6 +212,7 @@ def _print_setup(sheet):
     sheet.set_paper(9)  # A4
     sheet.fit_to_pages(1, 0)
     sheet.hide_gridlines(0)  # 0: shown on screen and printed
+    sheet.print_row_col_headers()  # A, B, C and 1, 2, 3, as the formulas name cells
 
 
 def _cached(value):
