@@ -162,6 +162,18 @@ def test_line_charts_of_the_total_loss(sweep):
             assert series == [f"'{name}'!$T${first}:$T${last}"]
 
 
+def test_overview_charts_at_most_max_series_spread_over_the_rates(tmp_path, monkeypatch):
+    monkeypatch.setattr(workbook, "MAX_SERIES", 3)
+    rates = [0.1, 0.2, 0.5, 1.0, 2.0]
+    path = write_history(tmp_path, rates, 2)
+    xlsx = tmp_path / "exercise.xlsx"
+    workbook.write(workbook.read_sheet_runs(path), xlsx)
+    (chart,) = charts_of(xlsx)["all rates"]
+    names = re.findall(r"<c:tx><c:v>([^<]+)</c:v></c:tx>", chart)
+    assert names == ["η = 0.1", "η = 0.5", "η = 2"]
+    assert "(3 of 5 rates)" in chart
+
+
 def test_overview_lists_the_last_total_loss_of_each_rate(sweep):
     history, xlsx = sweep
     import openpyxl

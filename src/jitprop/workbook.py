@@ -30,6 +30,7 @@ MAX_ROWS = 1_048_576  # rows of a worksheet in Excel, and so in any xlsx
 # also gives every member of the zip).
 CREATED = datetime.datetime(1980, 1, 1, tzinfo=datetime.UTC)
 OVERVIEW = "all rates"
+MAX_SERIES = 255  # lines in one chart, in Excel
 
 
 # --------------------------------------------------------------------------- formulas
@@ -194,8 +195,7 @@ def _write_rate(book, styles, lr, run):
         formulas = step_formulas(FIRST_STEP_ROW + step, top)
         for col, (name, value) in enumerate(zip(TABLE_COLUMNS, values, strict=True)):
             sheet.write_formula(FIRST_STEP_ROW + step, col, formulas[name], None, _cached(value))
-    sheet.set_column(0, 0, 13)
-    sheet.set_column(1, len(TABLE_COLUMNS) - 1, 13)
+    sheet.set_column(0, len(TABLE_COLUMNS) - 1, 13)
     _print_setup(sheet)
     sheet.repeat_rows(HEADER_ROW)
     chart = _loss_chart(book, f"Total loss at η = {lr:g}", len(run))
@@ -242,6 +242,13 @@ def _add_loss_series(chart, lr, steps):
     )
 
 
+def _spread(items, most):
+    """All of `items`, or `most` of them evenly spread from the first to the last."""
+    if len(items) <= most:
+        return items
+    return [items[round(k * (len(items) - 1) / (most - 1))] for k in range(most)]
+
+
 def _write_overview(book, sheet, styles, rates):
     """The first worksheet: per learning rate, E_total at the first and the last step (formulas
     on the rate's worksheet), and all the loss curves in one chart, log-scaled."""
@@ -253,7 +260,9 @@ def _write_overview(book, sheet, styles, rates):
     for col, text in enumerate(header):
         sheet.write_string(2, col, text, styles["header"])
     column = TABLE_COLUMNS.index("E_total")
-    chart = _loss_chart(book, "Total loss from the sheet's weights", steps)
+    charted = _spread(list(rates), MAX_SERIES)
+    note = "" if len(charted) == len(rates) else f" ({len(charted)} of {len(rates)} rates)"
+    chart = _loss_chart(book, f"Total loss from the sheet's weights{note}", steps)
     chart.set_y_axis({"name": "E_total (log scale)", "log_base": 10})
     for row, (lr, run) in enumerate(rates.items(), start=3):
         name = quote_sheetname(sheet_name(lr))
@@ -262,9 +271,11 @@ def _write_overview(book, sheet, styles, rates):
         sheet.write_url(row, 1, f"internal:{name}!A1", string=sheet_name(lr))
         first_cell = xl_rowcol_to_cell(FIRST_STEP_ROW, column)
         last_cell = xl_rowcol_to_cell(last, column)
-        sheet.write_formula(row, 2, f"={name}!{first_cell}", None, run["E_total"].iloc[0])
-        sheet.write_formula(row, 3, f"={name}!{last_cell}", None, run["E_total"].iloc[-1])
-        _add_loss_series(chart, lr, len(run))
+        E_total = run["E_total"]
+        sheet.write_formula(row, 2, f"={name}!{first_cell}", None, _cached(E_total.iloc[0]))
+        sheet.write_formula(row, 3, f"={name}!{last_cell}", None, _cached(E_total.iloc[-1]))
+        if lr in charted:
+            _add_loss_series(chart, lr, len(run))
     sheet.set_column(0, 1, 12)
     sheet.set_column(2, 3, 22)
     _print_setup(sheet)
