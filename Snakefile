@@ -2,10 +2,14 @@
 # live in workflow/rules/, the logic in src/jitprop/.
 from jitprop.config import ConfigError, validate_config
 from jitprop.config import defaults as config_defaults
-from jitprop.tables import RUN_TABLES, SWEEP_TABLES
+from jitprop.tables import RUN_TABLES
 
 
 configfile: "config.yaml"
+
+
+# snakemake --report results/report.html: this text, then every output marked with report().
+report: "workflow/report/workflow.rst"
 
 
 try:
@@ -36,6 +40,7 @@ localrules:
     download_mnist,
     toy_aggregate,
     toy_figures,
+    toy_sheet,
     mlp_aggregate,
     mlp_figures,
 

@@ -1,7 +1,8 @@
 """Helpers the workflow tests share: running Snakemake on a work directory, writing a test
-config there, and hashing what a run wrote."""
+config there, hashing what a run wrote, and reading the workbook's step tables."""
 
 import hashlib
+import math
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ REPRODUCIBLE = [
     "results/figures/mlp_loss_curves.png",
     "results/figures/mlp_accuracy_curves.png",
     "results/figures/mlp_accuracy_vs_lr.png",
+    "results/toy/exercise.xlsx",
 ]
 
 
@@ -55,3 +57,60 @@ def write_config(root, mnist_dir, directory, name="tiny", **changes):
 
 def digests_of(directory, names):
     return {name: hashlib.sha256((directory / name).read_bytes()).hexdigest() for name in names}
+
+
+# --------------------------------------------------------------------------- the workbook
+
+
+def step_tables(xlsx, data_only=False):
+    """{worksheet: (header, rows)} for each worksheet of `xlsx` holding a step table (a row
+    whose first cell is 'step'); rows are openpyxl's cells below that header, as wide as it.
+    data_only: the values the file caches instead of the formulas."""
+    import openpyxl
+
+    tables = {}
+    for sheet in openpyxl.load_workbook(xlsx, data_only=data_only).worksheets:
+        rows = list(sheet.iter_rows())
+        starts = [k for k, row in enumerate(rows) if row[0].value == "step"]
+        if starts:
+            header = [cell.value for cell in rows[starts[0]] if cell.value is not None]
+            tables[sheet.title] = (header, [row[: len(header)] for row in rows[starts[0] + 1 :]])
+    return tables
+
+
+def constant_cells(xlsx):
+    """Addresses of the cells below a step table's header that do not hold a formula."""
+    return [
+        f"{name}!{cell.coordinate}"
+        for name, (_, rows) in step_tables(xlsx).items()
+        for row in rows
+        for cell in row
+        if cell.data_type != "f"
+    ]
+
+
+def _close(found, expected):
+    """Equal to 1e-9 relative; an exact zero must come back as zero, or as a number too small
+    to be a normal double (where EXP's underflow may differ)."""
+    if not isinstance(found, int | float) or isinstance(found, bool):
+        return False
+    return math.isclose(found, expected, rel_tol=1e-9, abs_tol=sys.float_info.min)
+
+
+def table_mismatches(xlsx, history):
+    """(cell, found, expected) for every step-table cell of `xlsx`, as its file caches it, that
+    differs from the row of history.csv (a DataFrame) of its learning rate's sheet run and step.
+    The workbook must hold one worksheet per learning rate, eta=LR, with one row per step."""
+    sheet_runs = history[history["init"] == "sheet"]
+    tables = step_tables(xlsx, data_only=True)
+    names = {f"eta={float(lr)!r}": run for lr, run in sheet_runs.groupby("lr")}
+    assert sorted(tables) == sorted(names), f"{xlsx}: worksheets {sorted(tables)}"
+    mismatches = []
+    for name, run in names.items():
+        header, rows = tables[name]
+        assert len(rows) == len(run), f"{name}: {len(rows)} rows for {len(run)} steps"
+        for cells, expected in zip(rows, run.to_dict("records"), strict=True):
+            for column, cell in zip(header, cells, strict=True):
+                if not _close(cell.value, expected[column]):
+                    mismatches.append((f"{name}!{cell.coordinate}", cell.value, expected[column]))
+    return mismatches

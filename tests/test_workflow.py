@@ -1,13 +1,27 @@
 """The Snakemake workflow end to end on a tiny real config: outputs, columns, bytes reproduced
-across runs and core counts, bad configs stopped before any job, lint and format."""
+across runs and core counts, the workbook and the report, bad configs stopped before any job,
+lint and format."""
 
+import base64
+import json
 import os
+import re
 import subprocess
 
 import pandas as pd
 import pytest
+import yaml
 
-from helpers import REPRODUCIBLE, SNAKEMAKE, digests_of, snakemake, write_config
+import libreoffice
+from helpers import (
+    REPRODUCIBLE,
+    SNAKEMAKE,
+    constant_cells,
+    digests_of,
+    snakemake,
+    table_mismatches,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -147,6 +161,74 @@ def test_chunked_toy_jobs_give_the_same_bytes(root, mnist_dir, tiny_run, tmp_pat
     ]
     names = ["results/toy/history.csv", "results/toy/summary.csv"]
     assert digests_of(tmp_path, names) == digests_of(tiny_run, names)
+
+
+def test_workbook_recalculates_to_the_history(tiny_run, tmp_path):
+    workbook = tiny_run / "results/toy/exercise.xlsx"
+    assert constant_cells(workbook) == []
+    history = pd.read_csv(tiny_run / "results/toy/history.csv")
+    mismatches = table_mismatches(libreoffice.recalculated(workbook, tmp_path), history)
+    assert mismatches == [], f"{len(mismatches)} cells differ, the first: {mismatches[:5]}"
+
+
+def report_script(html, name):
+    """The JSON a Snakemake report's <script id=NAME> assigns to its variable."""
+    found = re.search(rf'<script id="{name}">\s*var \w+ = (.*?);\s*</script>', html, re.S)
+    assert found, f"no {name} in the report"
+    return json.loads(found.group(1))
+
+
+def test_report_holds_every_figure_and_table(root, tiny_run):
+    config = tiny_run / "config.yaml"
+    snakemake(root, tiny_run, "--configfile", str(config), "--report", "results/report.html")
+    html = (tiny_run / "results/report.html").read_text(encoding="utf-8")
+    results = report_script(html, "results")
+    setup = yaml.safe_load(config.read_text())
+    rates = {
+        family: "η = " + ", ".join(map(str, setup[family]["learning_rates"]))
+        for family in ["toy", "mlp"]
+    }
+    figures = sorted(f"results/figures/{p.name}" for p in (tiny_run / "results/figures").iterdir())
+    tables = ["results/mlp/summary.csv", "results/mlp/summary_by_lr.csv"]
+    assert len(figures) >= 5
+    assert sorted(results) == sorted([*figures, *tables, "results/toy/exercise.xlsx"])
+    for name, result in results.items():
+        # Embedded: the file itself, base64-encoded, in the one HTML file.
+        data = base64.b64encode((tiny_run / name).read_bytes()).decode()
+        assert result["data_uri"].endswith(f"base64,{data}"), name
+        # A caption with the config's values filled in.
+        assert rates["toy" if "toy" in name else "mlp"] in result["caption"], name
+    for name in tables:
+        header = (tiny_run / name).read_text().splitlines()[0].split(",")
+        cells = re.findall(r"<th(?: [^>]*)?>(?:<p>)?([^<]+)", results[name]["caption"])
+        assert cells == header, f"{name} is not shown as a table"
+    categories = report_script(html, "categories")
+    assert sorted(categories["Toy net"]["Figures"]) == [f for f in figures if "toy" in f]
+    assert categories["Toy net"]["Workbook"] == ["results/toy/exercise.xlsx"]
+    assert sorted(categories["MLP"]["Figures"]) == [f for f in figures if "mlp" in f]
+    assert sorted(categories["MLP"]["Tables"]) == tables
+    # Self-contained: nothing is fetched when it opens.
+    assert not re.findall(r'<(?:script|link|img|iframe)[^>]+(?:src|href)="(?!data:)[^"]+"', html)
+
+
+def test_default_profile_prints_a_line_per_job_and_logs_every_detail(root, mnist_dir, tmp_path):
+    config = tiny_config(root, mnist_dir, tmp_path)
+    profile = str(root / "workflow/profiles/default")
+    result = snakemake(root, tmp_path, "toy", "--profile", profile, "--configfile", str(config))
+    terminal = result.stdout + result.stderr
+    started = re.findall(r"^\[[^]]+\] localrule (\w+)(?: \([^)]*\))?: job \d+$", terminal, re.M)
+    others = ["toy_aggregate", "toy_figures", "toy_sheet", "toy"]
+    assert sorted(started) == sorted(["toy_run"] * 9 + others)
+    assert "13 of 13 steps (100%) done" in terminal
+    assert "input:" not in terminal
+    assert "reason:" not in terminal
+    (log,) = (tmp_path / ".snakemake/log").glob("*.snakemake.log")
+    block = log.read_text().split("localrule toy_aggregate:\n", 1)[1].split("\n")[0]
+    runs = (tmp_path / "results/toy/runs").glob("*/*/history.csv")
+    assert sorted(block.removeprefix("    input: ").split(", ")[::2]) == sorted(
+        str(path.relative_to(tmp_path)) for path in runs
+    )
+    assert "reason:" in log.read_text()
 
 
 def test_nothing_to_do_when_up_to_date(root, tiny_run):

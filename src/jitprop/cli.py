@@ -78,6 +78,12 @@ def cmd_toy_plot(args):
     plots.toy_loss_overlay(history, f"{args.figures}/toy_loss_overlay.png")
 
 
+def cmd_toy_sheet(args):
+    from jitprop import workbook
+
+    workbook.write(workbook.read_sheet_runs(f"{args.results}/history.csv"), args.out)
+
+
 def _progress_bar(epochs):
     """A per-epoch progress bar on stderr, only when stderr is a terminal (never in logs)."""
     if not sys.stderr.isatty():
@@ -229,6 +235,16 @@ def build_parser():
     _add_schema_options(toy, "toy", ["steps", "weights", "inputs", "targets", "init_range"])
     toy.add_argument("--out", required=True, help="directory for history.csv and summary.csv")
     _add_family_steps(sub, "toy", "toy")
+    sheet = sub.add_parser(
+        "toy-sheet",
+        help="write the exercise as a live spreadsheet (.xlsx) from the sweep's history.csv",
+        description="One worksheet per learning rate for the run from the sheet's weights: "
+        "inputs, targets, η and first weights at the top, then one row per step whose every "
+        "cell is a formula (forward pass, errors, gradients, update), and a chart of E_total; "
+        "a first worksheet compares the learning rates.",
+    )
+    sheet.add_argument("results", help="directory written by `jitprop toy-aggregate`")
+    sheet.add_argument("--out", required=True, help="the .xlsx file to write")
 
     mlp = sub.add_parser(
         "mlp",

@@ -27,7 +27,23 @@ rule mlp_aggregate:
     input:
         expand("{run}/{table}.csv", run=mlp_run_dirs(), table=RUN_TABLES),
     output:
-        expand("results/mlp/{table}.csv", table=SWEEP_TABLES),
+        history="results/mlp/history.csv",
+        steps="results/mlp/steps.csv",
+        summary=report(
+            "results/mlp/summary.csv",
+            caption="../report/mlp_summary.rst",
+            category="MLP",
+            subcategory="Tables",
+            labels={"result": "one row per run"},
+        ),
+        summary_by_lr=report(
+            "results/mlp/summary_by_lr.csv",
+            caption="../report/mlp_summary_by_lr.rst",
+            category="MLP",
+            subcategory="Tables",
+            labels={"result": "one row per learning rate"},
+        ),
+        timing="results/mlp/timing.csv",
     log:
         "results/logs/mlp/aggregate.log",
     threads: 1
@@ -42,9 +58,27 @@ rule mlp_figures:
     input:
         rules.mlp_aggregate.output,
     output:
-        "results/figures/mlp_loss_curves.png",
-        "results/figures/mlp_accuracy_curves.png",
-        "results/figures/mlp_accuracy_vs_lr.png",
+        report(
+            "results/figures/mlp_loss_curves.png",
+            caption="../report/mlp_loss_curves.rst",
+            category="MLP",
+            subcategory="Figures",
+            labels={"result": "loss per epoch"},
+        ),
+        report(
+            "results/figures/mlp_accuracy_curves.png",
+            caption="../report/mlp_accuracy_curves.rst",
+            category="MLP",
+            subcategory="Figures",
+            labels={"result": "accuracy per epoch"},
+        ),
+        report(
+            "results/figures/mlp_accuracy_vs_lr.png",
+            caption="../report/mlp_accuracy_vs_lr.rst",
+            category="MLP",
+            subcategory="Figures",
+            labels={"result": "final accuracy vs learning rate"},
+        ),
     log:
         "results/logs/mlp/figures.log",
     threads: 1

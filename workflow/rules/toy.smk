@@ -1,5 +1,6 @@
 # The 2-2-2 exercise network: one job per (learning rate, start), or per chunk of
-# toy.runs_per_job runs; the sweep's tables, then figures drawn from them.
+# toy.runs_per_job runs; the sweep's tables, then the figures and the exercise's workbook drawn
+# from them.
 
 
 rule toy_run:
@@ -21,8 +22,8 @@ rule toy_aggregate:
     input:
         expand("{run}/{table}.csv", run=toy_run_dirs(), table=["history", "summary"]),
     output:
-        "results/toy/history.csv",
-        "results/toy/summary.csv",
+        history="results/toy/history.csv",
+        summary="results/toy/summary.csv",
     log:
         "results/logs/toy/aggregate.log",
     threads: 1
@@ -35,10 +36,22 @@ rule toy_aggregate:
 
 rule toy_figures:
     input:
-        "results/toy/history.csv",
+        rules.toy_aggregate.output.history,
     output:
-        "results/figures/toy_loss_grid.png",
-        "results/figures/toy_loss_overlay.png",
+        report(
+            "results/figures/toy_loss_grid.png",
+            caption="../report/toy_loss_grid.rst",
+            category="Toy net",
+            subcategory="Figures",
+            labels={"result": "total loss per learning rate"},
+        ),
+        report(
+            "results/figures/toy_loss_overlay.png",
+            caption="../report/toy_loss_overlay.rst",
+            category="Toy net",
+            subcategory="Figures",
+            labels={"result": "total loss, all learning rates"},
+        ),
     log:
         "results/logs/toy/figures.log",
     threads: 1
@@ -48,7 +61,29 @@ rule toy_figures:
         "{params.jitprop} toy-plot results/toy --figures results/figures 2> {log:q}"
 
 
+rule toy_sheet:
+    input:
+        rules.toy_aggregate.output.history,
+    output:
+        report(
+            "results/toy/exercise.xlsx",
+            caption="../report/toy_exercise.rst",
+            category="Toy net",
+            subcategory="Workbook",
+            labels={"result": "the exercise as a live spreadsheet"},
+        ),
+    log:
+        "results/logs/toy/sheet.log",
+    threads: 1
+    params:
+        jitprop=JITPROP,
+        results=subpath(input[0], parent=True),
+    shell:
+        "{params.jitprop} toy-sheet {params.results:q} --out {output:q} 2> {log:q}"
+
+
 rule toy:
     input:
         rules.toy_aggregate.output,
         rules.toy_figures.output,
+        rules.toy_sheet.output,
