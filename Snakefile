@@ -29,6 +29,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/mlp.smk"
+include: "workflow/rules/cnn.smk"
 
 
 # Light steps stay on the submitting machine under a cluster executor; the download needs the
@@ -43,6 +44,9 @@ localrules:
     toy_sheet,
     mlp_aggregate,
     mlp_figures,
+    cnn,
+    cnn_aggregate,
+    cnn_figures,
 
 
 rule all:
@@ -50,6 +54,7 @@ rule all:
     input:
         rules.toy.input,
         rules.mlp.input,
+        rules.cnn.input,
 
 
 onsuccess:

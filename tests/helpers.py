@@ -25,6 +25,15 @@ REPRODUCIBLE = [
     "results/figures/mlp_accuracy_curves.png",
     "results/figures/mlp_accuracy_vs_lr.png",
     "results/toy/exercise.xlsx",
+    "results/cnn/history.csv",
+    "results/cnn/steps.csv",
+    "results/cnn/summary.csv",
+    "results/cnn/summary_by_lr.csv",
+    "results/cnn/misclassified.csv",
+    "results/figures/cnn_loss_curves.png",
+    "results/figures/cnn_accuracy_curves.png",
+    "results/figures/cnn_accuracy_vs_lr.png",
+    "results/figures/cnn_misclassified.png",
 ]
 
 
@@ -45,7 +54,9 @@ def write_config(root, mnist_dir, directory, name="tiny", **changes):
     """tests/config/<name>.yaml with MNIST from mnist_dir, written to directory/config.yaml;
     `changes` set section__key to a value."""
     config = yaml.safe_load((root / f"tests/config/{name}.yaml").read_text())
-    config["mlp"]["data_dir"] = str(mnist_dir)
+    for section in ("mlp", "cnn"):
+        if section in config:
+            config[section]["data_dir"] = str(mnist_dir)
     for dotted, value in changes.items():
         section, key = dotted.split("__")
         config.setdefault(section, {})[key] = value

@@ -31,7 +31,7 @@ def test_defaults_fill_an_empty_config(schema, default_config):
 
 
 def test_every_key_has_a_description_and_a_default(schema):
-    for section in ("toy", "mlp"):
+    for section in config.SECTIONS:
         for key, sub in schema["properties"][section]["properties"].items():
             assert sub.get("description"), f"{section}.{key} has no description"
             assert "default" in sub, f"{section}.{key} has no default"
@@ -94,6 +94,21 @@ BAD = [
         r"mlp.batch_size: found 64, expected at most the training set size "
         r"50",
     ),
+    (
+        "cnn.layers",
+        [{"conv": {"out": 4, "kernel": 3}}, {"maxpool": 5}, "gap", {"linear": 10}],
+        r"config key cnn.layers\[1\] \(maxpool\): a 5x5 pool does not divide its 26x26 input",
+    ),
+    (
+        "cnn.layers",
+        [{"conv": {"out": 4, "kernel": 3}}, "gap", {"linear": 7}],
+        r"config key cnn.layers\[2\] \(linear\): the network ends with \(7,\); expected 10",
+    ),
+    ("cnn.layers", ["relu", 3], r"config key cnn.layers\[1\]: found 3"),
+    ("cnn.train_size", 100, r"cnn.batch_size: found 128, expected at most the training set"),
+    ("cnn.augment", {"rotation": 200}, r"cnn.augment.rotation: found 200"),
+    ("cnn.lr_schedule", "step", r"cnn.lr_schedule: found 'step'"),
+    ("cnn.data_dir", "/nonexistent/mnist", r"cnn.data_dir: directory '/nonexistent/mnist'"),
     (
         "toy.learning_rate",
         [0.1],

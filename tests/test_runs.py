@@ -47,18 +47,28 @@ def test_toy_args_carry_every_setting():
         runs.toy_args(toy, "lr~9.0/start~sheet")
 
 
-def test_mlp_args_give_the_cli_the_config_and_the_cli_defaults_are_the_schemas():
-    mlp = filled(mlp={"layers": [784, 32, 10], "test_size": 100})["mlp"]
-    args = runs.mlp_args(mlp, "0.05", "2")
-    parsed = cli.build_parser().parse_args(["mlp", *args, "--out", "x"])
+@pytest.mark.parametrize(
+    ("family", "changes"),
+    [
+        ("mlp", {"layers": [784, 32, 10], "test_size": 100}),
+        ("cnn", {"layers": [{"conv": {"out": 4, "kernel": 3}}, "gap", {"linear": 10}],
+                 "augment": {"rotation": 3.0, "shift": 1.5}, "train_size": 500}),
+    ],
+)  # fmt: skip
+def test_run_args_give_the_cli_the_config_and_the_cli_defaults_are_the_schemas(family, changes):
+    section = filled(**{family: changes})[family]
+    args = runs.run_args(section, family, "0.05", "2")
+    parsed = cli.build_parser().parse_args([family, *args, "--out", "x"])
     assert (parsed.lr, parsed.seed) == (0.05, 2)
-    for key in runs.MLP_OPTIONS:
-        assert getattr(parsed, key) == mlp[key], key
+    for key in runs.options(family):
+        assert getattr(parsed, key) == section[key], key
     # With no option given, the command line runs what the schema's defaults say.
-    bare = cli.build_parser().parse_args(["mlp", "--lr", "0.1", "--seed", "0", "--out", "x"])
-    defaults = config.defaults("mlp")
-    for key in runs.MLP_OPTIONS:
+    bare = cli.build_parser().parse_args([family, "--lr", "0.1", "--seed", "0", "--out", "x"])
+    defaults = config.defaults(family)
+    for key in runs.options(family):
         assert getattr(bare, key) == defaults[key], key
+    first = section["learning_rates"][0]
+    assert runs.run_dirs(section, family)[0] == f"results/{family}/runs/lr~{first!r}/seed~0"
 
 
 def test_every_subcommand_runs_the_handler_named_after_it():

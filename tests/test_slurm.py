@@ -85,12 +85,13 @@ def test_sweep_through_the_slurm_profile_equals_a_local_run(root, mnist_dir, clu
     )
     assert digests_of(slurm, REPRODUCIBLE) == digests_of(local, REPRODUCIBLE)
     # The jobs really went through SLURM: one log per submission.  Nine toy runs shared one
-    # group job; the six MLP runs got one each; aggregation stayed on the submitting side.
+    # group job; the six MLP runs and four CNN runs got one each; aggregation stayed on the
+    # submitting side.
     logs = slurm / ".snakemake/slurm_logs"
     submissions = sorted(path.relative_to(logs) for path in logs.rglob("*.log"))
-    assert len(submissions) == 7, f"{len(submissions)} SLURM jobs: {submissions}"
+    assert len(submissions) == 1 + 6 + 4, f"{len(submissions)} SLURM jobs: {submissions}"
     kinds = sorted({path.parts[0] for path in submissions})
-    assert kinds == ["group_toy_runs_toy_run", "rule_mlp_run"], kinds
+    assert kinds == ["group_toy_runs_toy_run", "rule_cnn_run", "rule_mlp_run"], kinds
     # Jobs on a node keep Numba's cache on its local scratch.
     log = (slurm / "results/logs/mlp/lr~0.05/seed~0.log").read_text().splitlines()[0]
     scratch = os.environ.get("SLURM_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"

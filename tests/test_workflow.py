@@ -86,6 +86,28 @@ def test_outputs_and_columns(tiny_run):
     by_lr = pd.read_csv(tiny_run / "results/mlp/summary_by_lr.csv")
     assert by_lr["lr"].tolist() == [0.05, 0.1, 50.0]
     assert (by_lr["n_runs"] == 2).all()
+    cnn = pd.read_csv(tiny_run / "results/cnn/summary.csv")
+    assert list(cnn.columns) == [
+        "lr",
+        "seed",
+        "n_params",
+        "epochs_completed",
+        "diverged",
+        "diverged_step",
+        "final_train_loss",
+        "final_test_loss",
+        "final_test_accuracy",
+        "best_test_accuracy",
+    ]
+    assert (cnn["n_params"] == 430).all()  # the tiny config's network
+    assert len(pd.read_csv(tiny_run / "results/cnn/history.csv")) == 2 * 2  # 0.1: 2 seeds x 2
+    wrong = pd.read_csv(tiny_run / "results/cnn/misclassified.csv")
+    assert list(wrong.columns) == ["lr", "seed", "index", "label", "predicted"]
+    # Every test digit of a finished run is either right or listed, with the wrong label.
+    for seed, accuracy in cnn.loc[cnn["lr"] == 0.1, ["seed", "final_test_accuracy"]].values:
+        mine = wrong[(wrong["lr"] == 0.1) & (wrong["seed"] == seed)]
+        assert len(mine) == round(300 * (1 - accuracy))
+        assert (mine["label"] != mine["predicted"]).all()
 
 
 def test_divergence_is_marked_and_reported(tiny_run):
@@ -100,6 +122,10 @@ def test_divergence_is_marked_and_reported(tiny_run):
     assert len(log.splitlines()) <= 3, f"warnings flood the log:\n{log[:2000]}"
     toy = pd.read_csv(tiny_run / "results/toy/history.csv")
     assert toy.loc[toy["lr"] == 10000.0, "E_total"].notna().all()
+    cnn = pd.read_csv(tiny_run / "results/cnn/summary.csv").set_index("lr")
+    assert cnn.loc[10000.0, "diverged"].all()
+    assert not cnn.loc[0.1, "diverged"].any()
+    assert "diverged at step" in (tiny_run / "results/logs/cnn/lr~10000.0/seed~0.log").read_text()
 
 
 def job_logs(workdir, family):
@@ -109,34 +135,45 @@ def job_logs(workdir, family):
     return logs
 
 
+# The threads a job asking for 2 gets, as the CLI caps them (Linux, as CI).
+TWO = min(2, len(os.sched_getaffinity(0)))
+
+
 def test_jobs_get_the_threads_of_their_rule(tiny_run):
     # 3 learning rates x (sheet + 2 seeds) toy jobs; 3 learning rates x 2 seeds MLP jobs.
     logs = job_logs(tiny_run, "toy") + job_logs(tiny_run, "mlp")
     assert len(logs) == 9 + 6
     for log in logs:
         assert log.read_text().splitlines()[0].startswith("jitprop: numba threads 1;"), log
+    cnn_logs = job_logs(tiny_run, "cnn")
+    assert len(cnn_logs) == 2 * 2
+    for log in cnn_logs:
+        assert log.read_text().startswith(f"jitprop: numba threads {TWO};"), log
     timing = pd.read_csv(tiny_run / "results/mlp/timing.csv")
     assert list(timing.columns) == ["lr", "seed", "epoch", "seconds"]
 
 
-def test_mlp_jobs_on_two_threads_give_the_same_bytes(root, mnist_dir, tiny_run, tmp_path):
+@pytest.mark.parametrize(("family", "threads"), [("mlp", 2), ("cnn", 1)])
+def test_jobs_on_other_thread_counts_give_the_same_bytes(
+    root, mnist_dir, tiny_run, tmp_path, family, threads
+):
     config = tiny_config(root, mnist_dir, tmp_path)
     snakemake(
         root,
         tmp_path,
-        "mlp",
+        family,
         "--cores",
         "2",
         "--set-threads",
-        "mlp_run=2",
+        f"{family}_run={threads}",
         "--configfile",
         str(config),
     )
-    mlp_outputs = [name for name in REPRODUCIBLE if "mlp" in name]
-    assert digests_of(tmp_path, mlp_outputs) == digests_of(tiny_run, mlp_outputs)
-    threads = min(2, len(os.sched_getaffinity(0)))  # as the CLI caps it (Linux, as CI)
-    for log in job_logs(tmp_path, "mlp"):
-        assert log.read_text().startswith(f"jitprop: numba threads {threads};"), log
+    outputs = [name for name in REPRODUCIBLE if family in name]
+    assert digests_of(tmp_path, outputs) == digests_of(tiny_run, outputs)
+    for log in job_logs(tmp_path, family):
+        wanted = TWO if threads == 2 else 1
+        assert log.read_text().startswith(f"jitprop: numba threads {wanted};"), log
 
 
 def test_rerun_from_scratch_with_one_core_gives_the_same_bytes(root, mnist_dir, tiny_run, tmp_path):
@@ -186,18 +223,23 @@ def test_report_holds_every_figure_and_table(root, tiny_run):
     setup = yaml.safe_load(config.read_text())
     rates = {
         family: "η = " + ", ".join(map(str, setup[family]["learning_rates"]))
-        for family in ["toy", "mlp"]
+        for family in ["toy", "mlp", "cnn"]
     }
     figures = sorted(f"results/figures/{p.name}" for p in (tiny_run / "results/figures").iterdir())
-    tables = ["results/mlp/summary.csv", "results/mlp/summary_by_lr.csv"]
-    assert len(figures) >= 5
+    tables = [
+        f"results/{family}/{name}.csv"
+        for family in ("mlp", "cnn")
+        for name in ("summary", "summary_by_lr")
+    ]
+    assert len(figures) >= 9
     assert sorted(results) == sorted([*figures, *tables, "results/toy/exercise.xlsx"])
     for name, result in results.items():
         # Embedded: the file itself, base64-encoded, in the one HTML file.
         data = base64.b64encode((tiny_run / name).read_bytes()).decode()
         assert result["data_uri"].endswith(f"base64,{data}"), name
         # A caption with the config's values filled in.
-        assert rates["toy" if "toy" in name else "mlp"] in result["caption"], name
+        family = next(f for f in ("toy", "mlp", "cnn") if f in name)
+        assert rates[family] in result["caption"], name
     for name in tables:
         header = (tiny_run / name).read_text().splitlines()[0].split(",")
         cells = re.findall(r"<th(?: [^>]*)?>(?:<p>)?([^<]+)", results[name]["caption"])
@@ -205,8 +247,9 @@ def test_report_holds_every_figure_and_table(root, tiny_run):
     categories = report_script(html, "categories")
     assert sorted(categories["Toy net"]["Figures"]) == [f for f in figures if "toy" in f]
     assert categories["Toy net"]["Workbook"] == ["results/toy/exercise.xlsx"]
-    assert sorted(categories["MLP"]["Figures"]) == [f for f in figures if "mlp" in f]
-    assert sorted(categories["MLP"]["Tables"]) == tables
+    for family, category in (("mlp", "MLP"), ("cnn", "CNN")):
+        assert sorted(categories[category]["Figures"]) == [f for f in figures if family in f]
+        assert sorted(categories[category]["Tables"]) == [t for t in tables if family in t]
     # Self-contained: nothing is fetched when it opens.
     assert not re.findall(r'<(?:script|link|img|iframe)[^>]+(?:src|href)="(?!data:)[^"]+"', html)
 
@@ -246,23 +289,24 @@ def test_bad_config_stops_before_any_job(root, mnist_dir, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_corrupt_data_fails_before_training_and_leaves_nothing(root, mnist_dir, tmp_path):
+@pytest.mark.parametrize("family", ["mlp", "cnn"])
+def test_corrupt_data_fails_before_training_and_leaves_nothing(root, mnist_dir, tmp_path, family):
     data = tmp_path / "mnist"
     data.mkdir()
     for path in mnist_dir.glob("*.gz"):
         (data / path.name).write_bytes(path.read_bytes())
     labels = data / "t10k-labels-idx1-ubyte.gz"
     labels.write_bytes(labels.read_bytes()[:2000])  # truncated
-    config = tiny_config(root, mnist_dir, tmp_path, mlp__data_dir=str(data))
+    config = tiny_config(root, mnist_dir, tmp_path, **{f"{family}__data_dir": str(data)})
     result = snakemake(
-        root, tmp_path, "mlp", "--cores", "2", "--configfile", str(config), check=False
+        root, tmp_path, family, "--cores", "2", "--configfile", str(config), check=False
     )
     assert result.returncode != 0
-    runs = tmp_path / "results/mlp/runs"
+    runs = tmp_path / "results" / family / "runs"
     assert not [p for p in runs.rglob("*") if p.is_file()], "a failed job left files behind"
-    # Snakemake stops at the first failed job, so which MLP jobs started varies: every one
-    # that did must name the file.
-    for log in job_logs(tmp_path, "mlp"):
+    # Snakemake stops at the first failed job, so which jobs started varies: every one that
+    # did must name the file.
+    for log in job_logs(tmp_path, family):
         assert f"{labels}: corrupt or truncated gzip data" in log.read_text(), log
 
 

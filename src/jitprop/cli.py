@@ -2,6 +2,7 @@
 Snakemake rules call these; they are as usable by hand."""
 
 import argparse
+import json
 import os
 import sys
 
@@ -102,15 +103,24 @@ def _progress_bar(epochs):
     return show
 
 
-def cmd_mlp(args):
-    from jitprop import data, mlp, runs, tables
+# The options of `jitprop mlp` and `jitprop cnn` that say where the data comes from, not how a
+# run trains.
+DATA_OPTIONS = ("data_dir", "train_size", "test_size")
+
+
+def _train(args, family):
+    """One run of an MNIST family (`jitprop mlp`, `jitprop cnn`): its tables into --out."""
+    import importlib
+
+    from jitprop import data, runs, tables
 
     train_set = data.load_split(args.data_dir, "train", args.train_size)
     test_set = data.load_split(args.data_dir, "test", args.test_size)
-    settings = {key: getattr(args, key) for key in runs.MLP_OPTIONS}
-    for key in ["data_dir", "train_size", "test_size"]:
+    settings = {key: getattr(args, key) for key in runs.options(family)}
+    for key in DATA_OPTIONS:
         del settings[key]
-    result = mlp.train(
+    model = importlib.import_module(f"jitprop.{family}")
+    result = model.train(
         train_set,
         test_set,
         lr=args.lr,
@@ -121,30 +131,45 @@ def cmd_mlp(args):
     tables.write_run(result, args.lr, args.seed, args.out)
     if result["diverged"]:
         print(
-            f"jitprop mlp: lr {args.lr} seed {args.seed} diverged at step "
+            f"jitprop {family}: lr {args.lr} seed {args.seed} diverged at step "
             f"{result['diverged_step']} (batch loss NaN/inf or above --divergence-threshold "
             "times the first); marked diverged",
             file=sys.stderr,
         )
 
 
+def cmd_mlp(args):
+    _train(args, "mlp")
+
+
+def cmd_cnn(args):
+    _train(args, "cnn")
+
+
 def cmd_mlp_aggregate(args):
     from jitprop import tables
 
-    tables.aggregate(args.runs, args.out)
+    tables.aggregate(args.runs, args.out, "mlp")
+
+
+def cmd_cnn_aggregate(args):
+    from jitprop import tables
+
+    tables.aggregate(args.runs, args.out, "cnn")
 
 
 def cmd_mlp_plot(args):
-    import pandas as pd
-
     from jitprop import plots
 
-    history = pd.read_csv(f"{args.results}/history.csv")
-    summary = pd.read_csv(f"{args.results}/summary.csv")
-    by_lr = pd.read_csv(f"{args.results}/summary_by_lr.csv")
-    plots.mlp_loss_curves(history, summary, f"{args.figures}/mlp_loss_curves.png")
-    plots.mlp_accuracy_curves(history, summary, f"{args.figures}/mlp_accuracy_curves.png")
-    plots.mlp_accuracy_vs_lr(by_lr, f"{args.figures}/mlp_accuracy_vs_lr.png")
+    plots.family_figures(args.results, args.figures, "mlp")
+
+
+def cmd_cnn_plot(args):
+    from jitprop import data, plots
+
+    plots.family_figures(args.results, args.figures, "cnn")
+    images, _ = data.load_split(args.data_dir, "test", args.test_size)
+    plots.misclassified(args.results, images, f"{args.figures}/cnn_misclassified.png")
 
 
 def cmd_download_mnist(args):
@@ -169,6 +194,9 @@ def _add_schema_options(parser, section, keys):
         options = {"default": spec["default"], "help": " ".join(spec["description"].split())}
         if "enum" in spec:
             options["choices"] = spec["enum"]
+        elif kind == "object" or (kind == "array" and "type" not in spec["items"]):
+            options["type"] = json.loads
+            options["help"] += " As JSON."
         elif kind == "array":
             fixed = spec.get("minItems") == spec.get("maxItems") is not None
             options.update(
@@ -176,7 +204,7 @@ def _add_schema_options(parser, section, keys):
             )
         else:
             options["type"] = _TYPES[kind[0] if isinstance(kind, list) else kind]
-        options["help"] += f" (default: {spec['default']})"
+        options["help"] += f" (default: {json.dumps(spec['default'])})"
         parser.add_argument(f"--{key.replace('_', '-')}", **options)
 
 
@@ -254,9 +282,26 @@ def build_parser():
     )
     mlp.add_argument("--lr", type=float, required=True, help="learning rate η")
     mlp.add_argument("--seed", type=int, required=True, help="seed of init and shuffling")
-    _add_schema_options(mlp, "mlp", runs.MLP_OPTIONS)
+    _add_schema_options(mlp, "mlp", runs.options("mlp"))
     mlp.add_argument("--out", required=True, help="directory for the run's CSVs")
     _add_family_steps(sub, "mlp", "MLP")
+
+    cnn = sub.add_parser(
+        "cnn",
+        help="train one CNN on MNIST; write its tables into --out",
+        description="One training run of the CNN: history.csv (per epoch), steps.csv (logged "
+        "batch losses), summary.csv, misclassified.csv (the test digits it gets wrong) and "
+        "timing.csv in --out.",
+    )
+    cnn.add_argument("--lr", type=float, required=True, help="peak learning rate η")
+    cnn.add_argument(
+        "--seed", type=int, required=True, help="seed of init, shuffling, augmentation and dropout"
+    )
+    _add_schema_options(cnn, "cnn", runs.options("cnn"))
+    cnn.add_argument("--out", required=True, help="directory for the run's CSVs")
+    _add_family_steps(sub, "cnn", "CNN")
+    # The misclassified digits' figure draws the test images.
+    _add_schema_options(sub.choices["cnn-plot"], "cnn", ["data_dir", "test_size"])
 
     down = sub.add_parser("download-mnist", help="fetch MNIST with MD5 verification")
     down.add_argument("--dest", required=True, help="directory to fill")

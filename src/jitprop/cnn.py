@@ -195,6 +195,24 @@ class _Trainer:
 
         return training.evaluate_in_batches(evaluate_batch, len(self.test_labels))
 
+    def misclassified(self):
+        """[{index, label, predicted}] of the test digits the network gets wrong, in order."""
+        work, rows = self.evaluation, []
+        for start in range(0, len(self.test_labels), work.B):
+            index = np.arange(start, min(start + work.B, len(self.test_labels)))
+            _inputs(work, self.test_images, index)
+            logits = work.forward(self.params, self.stats, index.size, False, None)
+            for n, predicted in zip(index, np.argmax(logits, axis=1), strict=True):
+                if predicted != self.test_labels[n]:
+                    rows.append(
+                        {
+                            "index": int(n),
+                            "label": int(self.test_labels[n]),
+                            "predicted": int(predicted),
+                        }
+                    )
+        return rows
+
 
 def train(train_set, test_set, *, lr, seed, on_epoch=None, progress=None, **settings):
     """Train the CNN with mini-batch SGD with momentum on (images uint8 (N, 784), labels (N,))
@@ -205,7 +223,8 @@ def train(train_set, test_set, *, lr, seed, on_epoch=None, progress=None, **sett
     One Generator, default_rng(seed), draws the initial weights, then each epoch's shuffle and
     augmentation, and each batch's dropout keys.  Returns training.fit's dict (history, steps,
     timing, diverged, diverged_step) with params (as init_params gives them), stats (each
-    batchnorm's running mean and var, as predict takes them) and n_params."""
+    batchnorm's running mean and var, as predict takes them), n_params and misclassified (the
+    test digits the final network gets wrong: index, label, predicted)."""
     settings = config.run_settings("cnn", settings)
     training.check_batch_size(settings["batch_size"], len(train_set[1]))
     rng = np.random.default_rng(seed)
@@ -213,4 +232,12 @@ def train(train_set, test_set, *, lr, seed, on_epoch=None, progress=None, **sett
     fit_settings = {key: settings[key] for key in training.FIT_SETTINGS}
     result = training.fit(trainer, rng, lr=lr, on_epoch=on_epoch, progress=progress, **fit_settings)
     params = [{name: view.copy() for name, view in views.items()} for views in trainer.params]
-    return {"params": params, "stats": trainer.stats, "n_params": trainer.network.size, **result}
+    # A diverged run has no final model, and so no final mistakes.
+    misclassified = [] if result["diverged"] else trainer.misclassified()
+    return {
+        "params": params,
+        "stats": trainer.stats,
+        "n_params": trainer.network.size,
+        "misclassified": misclassified,
+        **result,
+    }

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 MNIST_PIXELS, MNIST_CLASSES = 784, 10
-MNIST_TRAIN_SIZE = 60_000
+MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
 # The schema ships with the package (workflow/schemas/ links to it), so Python callers, the CLI
 # and the workflow read the same defaults.
 SCHEMA = Path(__file__).with_name("config.schema.yaml")
@@ -122,6 +122,9 @@ def run_settings(section, settings):
     return {key: filled[key] for key in keys}
 
 
+SECTIONS = ("toy", "mlp", "cnn")
+
+
 def validate_config(config, schema=None):
     """Return a copy of `config` with defaults filled, or raise ConfigError listing every problem.
 
@@ -131,53 +134,82 @@ def validate_config(config, schema=None):
     _fill_defaults(config, schema)
     problems = _schema_problems(config, schema)
     if not problems:
-        problems = _semantic_problems(config)
+        for section in SECTIONS:
+            problems += [
+                f"config key {section}.{key}: {message}"
+                for key, message in _section_problems(section, config[section])
+            ]
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
-    for section in ("toy", "mlp"):
+    for section in SECTIONS:
         config[section]["seeds"] = [int(seed) for seed in config[section]["seeds"]]
     return config
 
 
-def _semantic_problems(config):
+def _section_problems(section, settings):
+    """[(key, what is wrong)] of one section's settings, beyond what the schema checks."""
+    if section == "toy":
+        low, high = settings["init_range"]
+        if not low < high:
+            return [("init_range", f"found {settings['init_range']}, expected low < high")]
+        return []
+    problems = _data_problems(section, settings)
+    if section == "mlp":
+        layers = settings["layers"]
+        if layers[0] != MNIST_PIXELS:
+            problems.append(
+                (
+                    "layers[0]",
+                    f"found {layers[0]}, expected {MNIST_PIXELS} (the "
+                    "number of pixels of an MNIST image)",
+                )
+            )
+        if layers[-1] != MNIST_CLASSES:
+            problems.append(
+                (
+                    f"layers[{len(layers) - 1}]",
+                    f"found {layers[-1]}, expected {MNIST_CLASSES} (the number of classes)",
+                )
+            )
+    else:
+        from jitprop.cnn_net import LayerError, parse_layers  # here: it imports Numba
+
+        try:
+            parse_layers(settings["layers"])
+        except LayerError as error:
+            where, message = str(error).split(": ", 1)
+            problems.append((where.removeprefix(f"{section}."), message))
+    return problems
+
+
+def _data_problems(section, settings):
+    """The MNIST data a section reads: its directory, the sizes it takes, the batch size."""
     problems = []
-    toy, mlp = config["toy"], config["mlp"]
-    low, high = toy["init_range"]
-    if not low < high:
+    train_size = settings["train_size"] or MNIST_TRAIN_SIZE
+    if settings["train_size"] is not None and settings["train_size"] > MNIST_TRAIN_SIZE:
         problems.append(
-            f"config key toy.init_range: found {toy['init_range']}, expected low < high"
+            ("train_size", f"found {settings['train_size']}, expected at most {MNIST_TRAIN_SIZE}")
         )
-    layers = mlp["layers"]
-    if layers[0] != MNIST_PIXELS:
+    elif settings["batch_size"] > train_size:
         problems.append(
-            f"config key mlp.layers[0]: found {layers[0]}, expected {MNIST_PIXELS} "
-            "(the number of pixels of an MNIST image)"
+            (
+                "batch_size",
+                f"found {settings['batch_size']}, expected at most the "
+                f"training set size {train_size}",
+            )
         )
-    if layers[-1] != MNIST_CLASSES:
+    if settings["test_size"] is not None and settings["test_size"] > MNIST_TEST_SIZE:
         problems.append(
-            f"config key mlp.layers[{len(layers) - 1}]: found {layers[-1]}, "
-            f"expected {MNIST_CLASSES} (the number of classes)"
+            ("test_size", f"found {settings['test_size']}, expected at most {MNIST_TEST_SIZE}")
         )
-    train_size = mlp["train_size"] or MNIST_TRAIN_SIZE
-    if mlp["train_size"] is not None and mlp["train_size"] > MNIST_TRAIN_SIZE:
-        problems.append(
-            f"config key mlp.train_size: found {mlp['train_size']}, "
-            f"expected at most {MNIST_TRAIN_SIZE}"
-        )
-    elif mlp["batch_size"] > train_size:
-        problems.append(
-            f"config key mlp.batch_size: found {mlp['batch_size']}, expected at most "
-            f"the training set size {train_size}"
-        )
-    if mlp["test_size"] is not None and mlp["test_size"] > 10_000:
-        problems.append(
-            f"config key mlp.test_size: found {mlp['test_size']}, expected at most 10000"
-        )
-    data_dir, download_dir = Path(mlp["data_dir"]), defaults("mlp")["data_dir"]
+    data_dir, download_dir = Path(settings["data_dir"]), defaults(section)["data_dir"]
     if data_dir.as_posix() != download_dir and not data_dir.is_dir():
         problems.append(
-            f"config key mlp.data_dir: directory {str(data_dir)!r} does not exist; "
-            f"expected a directory holding the MNIST IDX files, or {download_dir!r} "
-            "to download them"
+            (
+                "data_dir",
+                f"directory {str(data_dir)!r} does not exist; expected a "
+                f"directory holding the MNIST IDX files, or {download_dir!r} to "
+                "download them",
+            )
         )
     return problems

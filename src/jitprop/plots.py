@@ -154,7 +154,24 @@ def _curves(history, summary, path, metrics, ylabel, title, log_y):
     plt.close(figure)
 
 
-def mlp_loss_curves(history, summary, path):
+NAMES = {"mlp": "MLP", "cnn": "CNN"}
+
+
+def family_figures(results, figures, family):
+    """The three figures of an MNIST family, FAMILY_loss_curves, FAMILY_accuracy_curves and
+    FAMILY_accuracy_vs_lr, in `figures`, from its aggregated tables in `results`."""
+    import pandas as pd
+
+    history = pd.read_csv(f"{results}/history.csv")
+    summary = pd.read_csv(f"{results}/summary.csv")
+    by_lr = pd.read_csv(f"{results}/summary_by_lr.csv")
+    name = NAMES[family]
+    loss_curves(history, summary, f"{figures}/{family}_loss_curves.png", name)
+    accuracy_curves(history, summary, f"{figures}/{family}_accuracy_curves.png", name)
+    accuracy_vs_lr(by_lr, f"{figures}/{family}_accuracy_vs_lr.png", name)
+
+
+def loss_curves(history, summary, path, name):
     _curves(
         history,
         summary,
@@ -164,12 +181,12 @@ def mlp_loss_curves(history, summary, path):
             ("test_loss", "test loss (test set, end of epoch)"),
         ],
         "loss",
-        "MLP on MNIST: loss per epoch",
+        f"{name} on MNIST: loss per epoch",
         log_y=True,
     )
 
 
-def mlp_accuracy_curves(history, summary, path):
+def accuracy_curves(history, summary, path, name):
     _curves(
         history,
         summary,
@@ -179,12 +196,12 @@ def mlp_accuracy_curves(history, summary, path):
             ("test_accuracy", "test accuracy (test set, end of epoch)"),
         ],
         "accuracy",
-        "MLP on MNIST: accuracy per epoch",
+        f"{name} on MNIST: accuracy per epoch",
         log_y=False,
     )
 
 
-def mlp_accuracy_vs_lr(by_lr, path):
+def accuracy_vs_lr(by_lr, path, name):
     """Final test accuracy vs learning rate: mean over seeds, error bars min to max; learning
     rates whose every run diverged are marked on the x axis."""
     figure, ax = plt.subplots(figsize=(6, 4), layout="constrained")
@@ -228,8 +245,47 @@ def mlp_accuracy_vs_lr(by_lr, path):
     ax.minorticks_off()
     ax.set_xlabel("learning rate η (log scale)")
     ax.set_ylabel("final test accuracy (%)")
-    ax.set_title("MLP on MNIST: final test accuracy vs learning rate")
+    ax.set_title(f"{name} on MNIST: final test accuracy vs learning rate")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="best")
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+MAX_DIGITS = 60
+
+
+def misclassified(results, images, path):
+    """The test digits the best run (highest final test accuracy; the first in (lr, seed)
+    order on ties) gets wrong, each with its true and predicted label; images (N, 784) are the
+    test images the runs were evaluated on."""
+    import pandas as pd
+
+    summary = pd.read_csv(f"{results}/summary.csv")
+    wrong = pd.read_csv(f"{results}/misclassified.csv")
+    done = summary[~summary["diverged"].astype(bool)]
+    figure_title = "CNN on MNIST: no run finished without diverging"
+    rows = wrong.iloc[0:0]
+    if len(done):
+        best = done.loc[done["final_test_accuracy"].idxmax()]
+        rows = wrong[(wrong["lr"] == best["lr"]) & (wrong["seed"] == best["seed"])]
+        shown = "" if len(rows) <= MAX_DIGITS else f"; the first {MAX_DIGITS} shown"
+        figure_title = (
+            f"CNN on MNIST: the {len(rows)} test digits the best run gets wrong{shown}\n"
+            f"(η = {best['lr']:g}, seed {int(best['seed'])}, final test accuracy "
+            f"{100 * best['final_test_accuracy']:.2f}%; true → predicted)"
+        )
+    rows = rows.iloc[:MAX_DIGITS]
+    cols = 10
+    grid = max(1, -(-len(rows) // cols))
+    figure, axes = plt.subplots(
+        grid, cols, figsize=(cols * 1.05, grid * 1.25 + 0.7), squeeze=False, layout="constrained"
+    )
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, row in zip(axes.flat, rows.itertuples(), strict=False):
+        ax.imshow(images[row.index].reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(f"{row.label} → {row.predicted}", fontsize=8)
+    figure.suptitle(figure_title, fontsize=9)
     save_figure(figure, path)
     plt.close(figure)

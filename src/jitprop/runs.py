@@ -2,7 +2,9 @@
 of the sweep's tables, and the `jitprop` command-line arguments of each job.  The workflow's
 fan-out and its aggregation both read these, so they can never disagree."""
 
-from jitprop import data
+import json
+
+from jitprop import config, data
 
 RESULTS = "results"
 
@@ -62,44 +64,46 @@ def toy_args(toy, part):
     return _arguments(args)
 
 
-# --------------------------------------------------------------------------- MLP
-
-# The keys of the mlp section `jitprop mlp` takes as options of the same name.
-MLP_OPTIONS = [
-    "data_dir",
-    "layers",
-    "activation",
-    "loss",
-    "epochs",
-    "batch_size",
-    "momentum",
-    "weight_decay",
-    "lr_schedule",
-    "divergence_threshold",
-    "dtype",
-    "log_every",
-    "train_size",
-    "test_size",
-]
+# --------------------------------------------------------------------------- MNIST families
+# The MLP and the CNN: one run per (learning rate, seed), a job each.
+FAMILIES = ("mlp", "cnn")
+# Keys of a family's section that are not options of its `jitprop FAMILY` command: the run's
+# learning rate and seed are, under their own names; mirrors only serve the download.
+NOT_OPTIONS = {"learning_rates", "seeds", "mirrors"}
 
 
-def mlp_run_dirs(mlp):
-    """results/mlp/runs/lr~LR/seed~SEED for every learning rate and seed, in config order."""
+def options(family):
+    """The keys of a family's section that its `jitprop FAMILY` command takes as --key-name."""
+    return [key for key in config.defaults(family) if key not in NOT_OPTIONS]
+
+
+def run_dirs(section, family):
+    """results/FAMILY/runs/lr~LR/seed~SEED for every learning rate and seed, in config order."""
     return [
-        f"{RESULTS}/mlp/runs/lr~{lr_label(lr)}/seed~{seed}"
-        for lr in mlp["learning_rates"]
-        for seed in mlp["seeds"]
+        f"{RESULTS}/{family}/runs/lr~{lr_label(lr)}/seed~{seed}"
+        for lr in section["learning_rates"]
+        for seed in section["seeds"]
     ]
 
 
-def mlp_args(mlp, lr, seed):
-    """Arguments of `jitprop mlp` for one run, every value from the config."""
+def run_args(section, family, lr, seed):
+    """Arguments of `jitprop FAMILY` for one run, every value from the config: lists of numbers
+    as several words, structured values (the CNN's layers, augment) as one JSON word."""
     args = ["--lr", float(lr), "--seed", int(seed)]
-    for key in MLP_OPTIONS:
-        value = mlp[key]
-        if value is not None:
-            args += [f"--{key.replace('_', '-')}", *(value if isinstance(value, list) else [value])]
+    for key in options(family):
+        value = section[key]
+        if value is None:
+            continue
+        args.append(f"--{key.replace('_', '-')}")
+        if isinstance(value, dict) or (isinstance(value, list) and not _numbers(value)):
+            args.append(json.dumps(value, sort_keys=True, separators=(",", ":")))
+        else:
+            args += value if isinstance(value, list) else [value]
     return _arguments(args)
+
+
+def _numbers(values):
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
 
 
 def mnist_files(data_dir):

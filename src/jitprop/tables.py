@@ -7,9 +7,12 @@ import pandas as pd
 
 from jitprop import io
 
-# The tables of a run of a model family, and those its aggregation writes.
-RUN_TABLES = ["history", "steps", "summary", "timing"]
-SWEEP_TABLES = ["history", "steps", "summary", "summary_by_lr", "timing"]
+# The tables of a run of each MNIST family (the CNN's also lists the test digits it gets
+# wrong); aggregation writes these and summary_by_lr.
+RUN_TABLES = {
+    "mlp": ["history", "steps", "summary", "timing"],
+    "cnn": ["history", "steps", "summary", "misclassified", "timing"],
+}
 
 HISTORY_COLUMNS = [
     "lr",
@@ -33,6 +36,7 @@ SUMMARY_COLUMNS = [
     "best_test_accuracy",
 ]
 TIMING_COLUMNS = ["lr", "seed", "epoch", "seconds"]
+MISCLASSIFIED_COLUMNS = ["lr", "seed", "index", "label", "predicted"]
 
 
 def _frame(rows, columns, lr, seed):
@@ -43,7 +47,8 @@ def _frame(rows, columns, lr, seed):
 
 
 def run_frames(result, lr, seed):
-    """The four tables of one run from `mlp.train`'s result: history, steps, summary, timing."""
+    """The tables of one run from a family's train() result: history, steps, summary (with
+    n_params when the result counts them), misclassified (when it lists them) and timing."""
     history = _frame(result["history"], HISTORY_COLUMNS, lr, seed)
     steps = _frame(result["steps"], STEPS_COLUMNS, lr, seed)
     last = result["history"][-1] if result["history"] else {}
@@ -70,8 +75,13 @@ def run_frames(result, lr, seed):
         columns=SUMMARY_COLUMNS,
     )
     summary["diverged_step"] = summary["diverged_step"].astype("Int64")
-    timing = _frame(result["timing"], TIMING_COLUMNS, lr, seed)
-    return {"history": history, "steps": steps, "summary": summary, "timing": timing}
+    frames = {"history": history, "steps": steps, "summary": summary}
+    if "n_params" in result:
+        summary.insert(2, "n_params", result["n_params"])
+    if "misclassified" in result:
+        frames["misclassified"] = _frame(result["misclassified"], MISCLASSIFIED_COLUMNS, lr, seed)
+    frames["timing"] = _frame(result["timing"], TIMING_COLUMNS, lr, seed)
+    return frames
 
 
 def write_run(result, lr, seed, out):
@@ -86,19 +96,15 @@ def concat_sorted(frames, keys):
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def aggregate(runs, out):
-    """The sweep's tables in `out` from the run directories `runs` (see write_run)."""
-
-    def read(name, **kwargs):
+def aggregate(runs, out, family):
+    """The sweep's tables in `out` from the run directories `runs` of a family (write_run's)."""
+    for name in RUN_TABLES[family]:
+        kwargs = {"dtype": {"diverged_step": "Int64"}} if name == "summary" else {}
         frames = [pd.read_csv(f"{run}/{name}.csv", **kwargs) for run in runs]
-        return concat_sorted(frames, ["lr", "seed"])
-
-    summary = read("summary", dtype={"diverged_step": "Int64"})
-    io.write_csv(read("history"), f"{out}/history.csv")
-    io.write_csv(read("steps"), f"{out}/steps.csv")
-    io.write_csv(summary, f"{out}/summary.csv")
-    io.write_csv(summary_by_lr(summary), f"{out}/summary_by_lr.csv")
-    io.write_csv(read("timing"), f"{out}/timing.csv")
+        table = concat_sorted(frames, ["lr", "seed"])
+        io.write_csv(table, f"{out}/{name}.csv")
+        if name == "summary":
+            io.write_csv(summary_by_lr(table), f"{out}/summary_by_lr.csv")
 
 
 def concatenate(runs, out, headers):

@@ -2,6 +2,7 @@
 # runs, paths and command lines (tested there). Functions only.
 import shlex
 import sys
+from pathlib import Path
 
 from jitprop import data, runs
 
@@ -21,12 +22,31 @@ def toy_run_dirs():
 
 
 def mlp_args(wildcards):
-    return runs.mlp_args(config["mlp"], wildcards.lr, wildcards.seed)
+    return runs.run_args(config["mlp"], "mlp", wildcards.lr, wildcards.seed)
 
 
 def mlp_run_dirs():
-    return runs.mlp_run_dirs(config["mlp"])
+    return runs.run_dirs(config["mlp"], "mlp")
+
+
+def cnn_args(wildcards):
+    return runs.run_args(config["cnn"], "cnn", wildcards.lr, wildcards.seed)
+
+
+def cnn_run_dirs():
+    return runs.run_dirs(config["cnn"], "cnn")
 
 
 def mnist_files(section):
     return runs.mnist_files(config[section]["data_dir"])
+
+
+def mnist_dir(wildcards, input):
+    """The directory of a rule's MNIST files (input.mnist)."""
+    return str(Path(input.mnist[0]).parent)
+
+
+def cnn_test_size(wildcards):
+    """--test-size N for cnn-plot when the runs used the first N test images only."""
+    size = config["cnn"]["test_size"]
+    return "" if size is None else f"--test-size {size}"

@@ -25,7 +25,7 @@ rule mlp_run:
 
 rule mlp_aggregate:
     input:
-        expand("{run}/{table}.csv", run=mlp_run_dirs(), table=RUN_TABLES),
+        expand("{run}/{table}.csv", run=mlp_run_dirs(), table=RUN_TABLES["mlp"]),
     output:
         history="results/mlp/history.csv",
         steps="results/mlp/steps.csv",
