@@ -19,10 +19,11 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 
+# A run's directory: its swept settings (KEY~VALUE/...), then its learning rate and start or
+# seed; toy runs may also go in chunks.
 wildcard_constraints:
-    lr=r"[0-9][0-9.e+-]*",
-    part=r"lr~[^/]+/start~(sheet|seed[0-9]+)|chunk~[0-9]+",
-    seed=r"[0-9]+",
+    part=r"([^/~]+~[^/]+/)*(lr~[^/]+/start~(sheet|seed[0-9]+)|chunk~[0-9]+)",
+    run=r"([^/~]+~[^/]+/)*lr~[^/]+/seed~[0-9]+",
 
 
 include: "workflow/rules/common.smk"
@@ -57,9 +58,20 @@ rule all:
         rules.cnn.input,
 
 
+onstart:
+    # One run at a time per results directory (see jitprop.lock): a second run stops here,
+    # before any job, naming the first. Dry runs and the jobs Snakemake spawns skip this.
+    from jitprop import lock
+
+    try:
+        RESULTS_LOCK = lock.hold(RESULTS)
+    except lock.Held as error:
+        raise WorkflowError(str(error)) from None
+
+
 onsuccess:
     # Written after every successful run, so it always describes the code and config that
     # made the results; it is JSON beside the CSVs, never inside them.
     from jitprop import provenance
 
-    provenance.write(config, workflow.basedir, workflow.cores)
+    provenance.write(config, workflow.basedir, workflow.cores, results("provenance.json"))

@@ -16,6 +16,8 @@ TABLES = [
     "results/mlp/history.csv",
     "results/mlp/summary.csv",
     "results/mlp/steps.csv",
+    "results/cnn/history.csv",
+    "results/cnn/summary.csv",
 ]
 
 
@@ -46,7 +48,7 @@ def test_numba_cache_dir_is_honoured(tmp_path):
 def test_cold_cache_with_many_concurrent_jobs(root, mnist_dir, tmp_path):
     config = yaml.safe_load((root / "tests/config/tiny.yaml").read_text())
     config["toy"] = {}  # the default toy sweep: 36 jobs
-    config["mlp"]["data_dir"] = str(mnist_dir)
+    config["mlp"]["data_dir"] = config["cnn"]["data_dir"] = str(mnist_dir)
     cache = tmp_path / "cache"
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
     for name, cores in (("cold", "8"), ("warm", "1")):

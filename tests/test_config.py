@@ -167,3 +167,41 @@ def test_run_settings_fill_defaults_and_name_bad_ones():
         config.run_settings("mlp", {"schedule": "cosine"})
     with pytest.raises(ConfigError, match=r"config key mlp.epochs: found 0"):
         config.run_settings("mlp", {"epochs": 0})
+
+
+SWEEP_BAD = [
+    ({"mlp": {"sweep": {"learning_rates": [[0.1]]}}},
+     r"config key mlp.sweep.learning_rates: not a key"),
+    ({"mlp": {"sweep": {"batch_size": []}}},
+     r"config key mlp.sweep.batch_size: found \[\], expected a non-empty list"),
+    ({"mlp": {"sweep": {"batch_size": [32, 64, 32]}}},
+     r"config key mlp.sweep.batch_size\[2\]: found 32 again"),
+    ({"mlp": {"sweep": {"batch_size": [32, 0]}}},
+     r"config key mlp.sweep.batch_size\[1\]: found 0: 0 is less than the minimum of 1"),
+    ({"mlp": {"sweep": {"layers": [[784, 10], [100, 10]]}}},
+     r"config key mlp.sweep.layers\[1\]\[0\]: found 100, expected 784"),
+    ({"mlp": {"sweep": {"train_size": [50]}}},
+     r"config key mlp.batch_size: found 64, expected at most the training set size 50 "
+     r"\(with train_size=50\)"),
+    ({"cnn": {"sweep": {"layers": [[{"linear": 10}], ["gap"]]}}},
+     r"config key cnn.sweep.layers\[1\]\[0\] \(gap\): the network ends with \(1,\)"),
+    ({"toy": {"sweep": {"runs_per_job": [1, 2]}}},
+     r"config key toy.sweep.runs_per_job: not a key a run of toy uses"),
+    ({"toy": {"sweep": {"init_range": [[1.0, -1.0]]}}},
+     r"config key toy.sweep.init_range\[0\]: found \[1.0, -1.0\], expected low < high"),
+    ({"experiment": "figures"},
+     r"config key experiment: found 'figures', a directory of results/ itself"),
+    ({"experiment": "a/b"}, r"config key experiment: found 'a/b': 'a/b' does not match"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("given", "message"), SWEEP_BAD, ids=[m[:40] for _, m in SWEEP_BAD])
+def test_bad_sweep_or_experiment_is_named(schema, given, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(given, schema)
+
+
+def test_a_good_sweep_passes():
+    filled = validate_config({"experiment": "study-1", "mlp": {"sweep": {"batch_size": [32, 64]}}})
+    assert filled["mlp"]["sweep"] == {"batch_size": [32, 64]}
+    assert filled["experiment"] == "study-1"

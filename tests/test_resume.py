@@ -1,5 +1,6 @@
-"""Interrupted runs: kill the workflow in the middle of an MLP epoch (SIGINT as Ctrl-C does, and
-SIGKILL as a lost machine does), type the same command again, get the uninterrupted bytes."""
+"""Interrupted runs: kill the workflow in the middle of an MLP or a CNN epoch (SIGINT as Ctrl-C
+does, and SIGKILL as a lost machine does), type the same command again, get the uninterrupted
+bytes."""
 
 import os
 import signal
@@ -8,9 +9,8 @@ import sys
 import time
 
 import pytest
-import yaml
 
-from helpers import digests_of
+from helpers import digests_of, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -21,6 +21,9 @@ TABLES = [
     "results/mlp/steps.csv",
     "results/mlp/summary.csv",
     "results/mlp/summary_by_lr.csv",
+    "results/cnn/history.csv",
+    "results/cnn/summary.csv",
+    "results/cnn/misclassified.csv",
 ]
 
 
@@ -43,10 +46,7 @@ def command(root, workdir):
 
 
 def setup(root, mnist_dir, workdir):
-    config = yaml.safe_load((root / "tests/config/resume.yaml").read_text())
-    config["mlp"]["data_dir"] = str(mnist_dir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    write_config(root, mnist_dir, workdir, "resume")
 
 
 def run(root, workdir):
@@ -81,14 +81,20 @@ def live_members(pgid, wait=10.0):
         time.sleep(0.1)
 
 
-def started_epoch(workdir):
-    """True once an MLP job is past its start-up and inside training."""
-    logs = list((workdir / "results/logs/mlp").glob("lr~*/seed~*.log"))
+def started_epoch(workdir, family):
+    """True once a job of the family is past its start-up and inside training."""
+    logs = list((workdir / "results/logs" / family).glob("lr~*/seed~*.log"))
     return any(log.stat().st_size > 0 for log in logs)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_killed_mid_epoch_then_same_command_finishes(root, mnist_dir, tmp_path, uninterrupted, sig):
+@pytest.mark.parametrize(
+    ("family", "sig"),
+    [("mlp", signal.SIGINT), ("mlp", signal.SIGKILL), ("cnn", signal.SIGKILL)],
+    ids=["mlp-SIGINT", "mlp-SIGKILL", "cnn-SIGKILL"],
+)
+def test_killed_mid_epoch_then_same_command_finishes(
+    root, mnist_dir, tmp_path, uninterrupted, family, sig
+):
     setup(root, mnist_dir, tmp_path)
     process = subprocess.Popen(
         command(root, tmp_path),
@@ -97,16 +103,16 @@ def test_killed_mid_epoch_then_same_command_finishes(root, mnist_dir, tmp_path, 
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while not started_epoch(tmp_path):
+    while not started_epoch(tmp_path, family):
         assert process.poll() is None, "the workflow ended before it could be interrupted"
-        assert time.monotonic() < deadline, "no MLP job started within 120 s"
+        assert time.monotonic() < deadline, f"no {family} job started within 120 s"
         time.sleep(0.05)
     time.sleep(1.5)  # start-up (imports, data) takes about 1 s: now inside the first epoch
     # The whole process group, as a terminal's Ctrl-C or a lost machine would.
     os.killpg(process.pid, sig)
     process.wait(timeout=60)
     assert live_members(process.pid) == [], "part of the killed run is still running"
-    assert not (tmp_path / "results/mlp/summary.csv").exists(), "killed too late to test"
+    assert not (tmp_path / f"results/{family}/summary.csv").exists(), "killed too late to test"
     run(root, tmp_path)
     assert digests_of(tmp_path, TABLES) == uninterrupted
     leftovers = [p for p in (tmp_path / "results").rglob(".*.tmp")]

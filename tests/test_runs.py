@@ -11,64 +11,154 @@ def filled(**sections):
 
 
 def test_toy_runs_are_in_canonical_order_with_self_describing_paths():
-    toy = filled(toy={"learning_rates": [2.0, 0.5], "seeds": [3, 1]})["toy"]
-    assert runs.toy_runs(toy) == [
-        (0.5, "sheet"),
-        (0.5, 1),
-        (0.5, 3),
-        (2.0, "sheet"),
-        (2.0, 1),
-        (2.0, 3),
+    config = filled(toy={"learning_rates": [2.0, 0.5], "seeds": [3, 1]})
+    assert runs.toy_parts(config) == [
+        "lr~0.5/start~sheet",
+        "lr~0.5/start~seed1",
+        "lr~0.5/start~seed3",
+        "lr~2.0/start~sheet",
+        "lr~2.0/start~seed1",
+        "lr~2.0/start~seed3",
     ]
-    assert runs.toy_run_dirs(toy)[:2] == [
-        "results/toy/runs/lr~0.5/start~sheet",
-        "results/toy/runs/lr~0.5/start~seed1",
-    ]
+    assert runs.toy_run_dirs(config)[0] == "results/toy/runs/lr~0.5/start~sheet"
 
 
 def test_toy_chunks_hold_consecutive_runs():
-    toy = filled(toy={"learning_rates": [0.5, 2.0], "seeds": [1], "runs_per_job": 3})["toy"]
-    assert runs.toy_parts(toy) == ["chunk~00000", "chunk~00001"]
-    first, second = (runs.toy_args(toy, part) for part in runs.toy_parts(toy))
+    config = filled(toy={"learning_rates": [0.5, 2.0], "seeds": [1], "runs_per_job": 3})
+    assert runs.toy_parts(config) == ["chunk~00000", "chunk~00001"]
+    first, second = (runs.toy_args(config, part) for part in runs.toy_parts(config))
     assert first[-9:] == ["--run", "0.5", "sheet", "--run", "0.5", "1", "--run", "2.0", "sheet"]
     assert second[-3:] == ["--run", "2.0", "1"]
     assert second.count("--run") == 1
 
 
 def test_toy_args_carry_every_setting():
-    toy = filled(toy={"steps": 7, "inputs": [0.25, 0.5]})["toy"]
-    args = runs.toy_args(toy, "lr~0.5/start~seed2")
+    config = filled(toy={"steps": 7, "inputs": [0.25, 0.5]})
+    args = runs.toy_args(config, "lr~0.5/start~seed2")
     parsed = cli.build_parser().parse_args(["toy", *args, "--out", "x"])
     assert parsed.steps == 7
     assert parsed.inputs == [0.25, 0.5]
-    assert parsed.weights == toy["weights"]
+    assert parsed.weights == config["toy"]["weights"]
     assert parsed.run == [["0.5", "2"]]
+    assert parsed.column is None
     with pytest.raises(ValueError, match=r"toy run 'lr~9.0/start~sheet' is not one of"):
-        runs.toy_args(toy, "lr~9.0/start~sheet")
+        runs.toy_args(config, "lr~9.0/start~sheet")
+
+
+def test_a_toy_sweep_chunks_within_each_combination():
+    config = filled(
+        toy={
+            "sweep": {"steps": [10, 20]},
+            "runs_per_job": 3,
+            "learning_rates": [0.5],
+            "seeds": [1, 2, 3],
+        }
+    )
+    assert runs.toy_parts(config) == [
+        "steps~10/chunk~00000",
+        "steps~10/chunk~00001",
+        "steps~20/chunk~00000",
+        "steps~20/chunk~00001",
+    ]
+    parsed = cli.build_parser().parse_args(
+        ["toy", *runs.toy_args(config, "steps~20/chunk~00001"), "--out", "x"]
+    )
+    assert parsed.steps == 20
+    assert parsed.run == [["0.5", "3"]]
+    assert parsed.column == [["steps", "20"]]
 
 
 @pytest.mark.parametrize(
     ("family", "changes"),
     [
         ("mlp", {"layers": [784, 32, 10], "test_size": 100}),
-        ("cnn", {"layers": [{"conv": {"out": 4, "kernel": 3}}, "gap", {"linear": 10}],
-                 "augment": {"rotation": 3.0, "shift": 1.5}, "train_size": 500}),
+        (
+            "cnn",
+            {
+                "layers": [{"conv": {"out": 4, "kernel": 3}}, "gap", {"linear": 10}],
+                "augment": {"rotation": 3.0, "shift": 1.5},
+                "train_size": 500,
+            },
+        ),
     ],
-)  # fmt: skip
+)
 def test_run_args_give_the_cli_the_config_and_the_cli_defaults_are_the_schemas(family, changes):
-    section = filled(**{family: changes})[family]
-    args = runs.run_args(section, family, "0.05", "2")
+    config = filled(**{family: {**changes, "learning_rates": [0.05, 0.01], "seeds": [2, 0]}})
+    section = config[family]
+    args = runs.run_args(config, family, "lr~0.05/seed~2")
     parsed = cli.build_parser().parse_args([family, *args, "--out", "x"])
     assert (parsed.lr, parsed.seed) == (0.05, 2)
     for key in runs.options(family):
         assert getattr(parsed, key) == section[key], key
     # With no option given, the command line runs what the schema's defaults say.
     bare = cli.build_parser().parse_args([family, "--lr", "0.1", "--seed", "0", "--out", "x"])
-    defaults = config.defaults(family)
+    defaults = config_defaults(family)
     for key in runs.options(family):
         assert getattr(bare, key) == defaults[key], key
-    first = section["learning_rates"][0]
-    assert runs.run_dirs(section, family)[0] == f"results/{family}/runs/lr~{first!r}/seed~0"
+    # Learning rates ascending, then seeds ascending, whatever the config's order.
+    assert [d.split("runs/")[1] for d in runs.run_dirs(config, family)] == [
+        "lr~0.01/seed~0",
+        "lr~0.01/seed~2",
+        "lr~0.05/seed~0",
+        "lr~0.05/seed~2",
+    ]
+    with pytest.raises(ValueError, match=rf"{family} run 'lr~9.0/seed~0' is not one of"):
+        runs.run_args(config, family, "lr~9.0/seed~0")
+
+
+def config_defaults(family):
+    return config.defaults(family)
+
+
+def test_a_sweep_is_the_product_of_its_keys_with_a_directory_level_and_a_column_each():
+    config = filled(
+        experiment="batch",
+        mlp={
+            "learning_rates": [0.1],
+            "seeds": [0, 1],
+            "sweep": {"layers": [[784, 128, 10], [784, 800, 10]], "batch_size": [64, 32]},
+        },
+    )
+    dirs = runs.run_dirs(config, "mlp")
+    assert len(dirs) == 2 * 2 * 2
+    # Keys in alphabetical order, values in the order given, then learning rate and seed.
+    assert dirs[:3] == [
+        "results/batch/mlp/runs/batch_size~64/layers~784-128-10/lr~0.1/seed~0",
+        "results/batch/mlp/runs/batch_size~64/layers~784-128-10/lr~0.1/seed~1",
+        "results/batch/mlp/runs/batch_size~64/layers~784-800-10/lr~0.1/seed~0",
+    ]
+    parsed = cli.build_parser().parse_args(
+        [
+            "mlp",
+            *runs.run_args(config, "mlp", "batch_size~32/layers~784-800-10/lr~0.1/seed~1"),
+            "--out",
+            "x",
+        ]
+    )
+    assert parsed.batch_size == 32
+    assert parsed.layers == [784, 800, 10]
+    assert parsed.column == [["batch_size", "32"], ["layers", "784-800-10"]]
+
+
+def test_swept_values_get_safe_distinct_labels():
+    layers = config.defaults("cnn")["layers"]
+    assert runs.value_labels([0.05, 1e-4, True, None, "float32"]) == [
+        "0.05",
+        "0.0001",
+        "true",
+        "none",
+        "float32",
+    ]
+    label = runs.value_labels([layers])[0]
+    assert label.startswith("conv8k3-relu-bn-drop0.05-conv16k3")
+    assert {"rotation7.0_shift1.0"} == set(runs.value_labels([{"rotation": 7.0, "shift": 1.0}]))
+    # Unsafe characters go, and values they would make alike stay apart.
+    a, b = runs.value_labels(["a/b", "a b"])
+    assert "/" not in a + b
+    assert " " not in a + b
+    assert a != b
+    long = runs.value_labels([list(range(200))])[0]
+    assert len(long) <= runs.LABEL_LENGTH
 
 
 def test_every_subcommand_runs_the_handler_named_after_it():

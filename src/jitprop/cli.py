@@ -55,18 +55,21 @@ def cmd_toy(args):
         runs = [(args.lr, args.seed)]
     else:
         runs = [(float(lr), _start(start)) for lr, start in args.run]
+    columns = args.column or []
     history, summary = toy.sweep_part(
-        runs, args.weights, args.inputs, args.targets, args.steps, args.init_range
+        runs, args.weights, args.inputs, args.targets, args.steps, args.init_range, columns
     )
-    io.write_text(toy.HISTORY_HEADER + "\n" + history, f"{args.out}/history.csv")
-    io.write_text(toy.SUMMARY_HEADER + "\n" + summary, f"{args.out}/summary.csv")
+    history_header, summary_header = toy.headers(columns)
+    io.write_text(history_header + "\n" + history, f"{args.out}/history.csv")
+    io.write_text(summary_header + "\n" + summary, f"{args.out}/summary.csv")
 
 
 def cmd_toy_aggregate(args):
     from jitprop import tables, toy
 
-    headers = {"history": toy.HISTORY_HEADER, "summary": toy.SUMMARY_HEADER}
-    tables.concatenate(args.runs, args.out, headers)
+    tables.concatenate(
+        args.runs, args.out, {"history": toy.HISTORY_HEADER, "summary": toy.SUMMARY_HEADER}
+    )
 
 
 def cmd_toy_plot(args):
@@ -74,9 +77,15 @@ def cmd_toy_plot(args):
 
     from jitprop import plots
 
-    history = pd.read_csv(f"{args.results}/history.csv", usecols=plots.TOY_COLUMNS)
-    plots.toy_loss_grid(history, f"{args.figures}/toy_loss_grid.png")
-    plots.toy_loss_overlay(history, f"{args.figures}/toy_loss_overlay.png")
+    path = f"{args.results}/history.csv"
+    keys = plots.swept(pd.read_csv(path, nrows=0))
+    history = pd.read_csv(path, usecols=[*keys, *plots.TOY_COLUMNS])
+    grid, overlay = f"{args.figures}/toy_loss_grid.png", f"{args.figures}/toy_loss_overlay.png"
+    if keys:
+        plots.toy_sweep_figures(history, grid, overlay)
+    else:
+        plots.toy_loss_grid(history, grid)
+        plots.toy_loss_overlay(history, overlay)
 
 
 def cmd_toy_sheet(args):
@@ -128,7 +137,7 @@ def _train(args, family):
         progress=_progress_bar(args.epochs),
         **settings,
     )
-    tables.write_run(result, args.lr, args.seed, args.out)
+    tables.write_run(result, args.lr, args.seed, args.out, args.column or [])
     if result["diverged"]:
         print(
             f"jitprop {family}: lr {args.lr} seed {args.seed} diverged at step "
@@ -168,7 +177,8 @@ def cmd_cnn_plot(args):
     from jitprop import data, plots
 
     plots.family_figures(args.results, args.figures, "cnn")
-    images, _ = data.load_split(args.data_dir, "test", args.test_size)
+    # The whole test set: a run on its first N images (test_size) numbers them alike.
+    images, _ = data.load_split(args.data_dir, "test")
     plots.misclassified(args.results, images, f"{args.figures}/cnn_misclassified.png")
 
 
@@ -206,6 +216,16 @@ def _add_schema_options(parser, section, keys):
             options["type"] = _TYPES[kind[0] if isinstance(kind, list) else kind]
         options["help"] += f" (default: {json.dumps(spec['default'])})"
         parser.add_argument(f"--{key.replace('_', '-')}", **options)
+
+
+def _add_column_option(parser):
+    parser.add_argument(
+        "--column",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="a column NAME holding VALUE to lead every table (a sweep's setting; repeat)",
+    )
 
 
 def _add_family_steps(sub, family, what):
@@ -261,6 +281,7 @@ def build_parser():
         "seed (repeat the option; the files keep this order)",
     )
     _add_schema_options(toy, "toy", ["steps", "weights", "inputs", "targets", "init_range"])
+    _add_column_option(toy)
     toy.add_argument("--out", required=True, help="directory for history.csv and summary.csv")
     _add_family_steps(sub, "toy", "toy")
     sheet = sub.add_parser(
@@ -283,6 +304,7 @@ def build_parser():
     mlp.add_argument("--lr", type=float, required=True, help="learning rate η")
     mlp.add_argument("--seed", type=int, required=True, help="seed of init and shuffling")
     _add_schema_options(mlp, "mlp", runs.options("mlp"))
+    _add_column_option(mlp)
     mlp.add_argument("--out", required=True, help="directory for the run's CSVs")
     _add_family_steps(sub, "mlp", "MLP")
 
@@ -298,10 +320,11 @@ def build_parser():
         "--seed", type=int, required=True, help="seed of init, shuffling, augmentation and dropout"
     )
     _add_schema_options(cnn, "cnn", runs.options("cnn"))
+    _add_column_option(cnn)
     cnn.add_argument("--out", required=True, help="directory for the run's CSVs")
     _add_family_steps(sub, "cnn", "CNN")
     # The misclassified digits' figure draws the test images.
-    _add_schema_options(sub.choices["cnn-plot"], "cnn", ["data_dir", "test_size"])
+    _add_schema_options(sub.choices["cnn-plot"], "cnn", ["data_dir"])
 
     down = sub.add_parser("download-mnist", help="fetch MNIST with MD5 verification")
     down.add_argument("--dest", required=True, help="directory to fill")

@@ -134,16 +134,92 @@ def validate_config(config, schema=None):
     _fill_defaults(config, schema)
     problems = _schema_problems(config, schema)
     if not problems:
+        problems = _experiment_problems(config["experiment"])
         for section in SECTIONS:
-            problems += [
-                f"config key {section}.{key}: {message}"
-                for key, message in _section_problems(section, config[section])
-            ]
+            problems += _sweep_problems(section, config[section], schema)
+        if not problems:
+            for section in SECTIONS:
+                problems += _combination_problems(section, config[section])
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     for section in SECTIONS:
         config[section]["seeds"] = [int(seed) for seed in config[section]["seeds"]]
     return config
+
+
+# Result directories the families and their figures use: no experiment may take their names.
+RESERVED = {"toy", "mlp", "cnn", "figures", "logs"}
+
+
+def _experiment_problems(experiment):
+    if experiment in RESERVED:
+        return [
+            f"config key experiment: found {experiment!r}, a directory of results/ itself; "
+            f"expected another name (not one of {sorted(RESERVED)})"
+        ]
+    return []
+
+
+def sweepable(section):
+    """The keys of a section that `sweep:` may name: those a single run uses."""
+    return [
+        key
+        for key in defaults(section)
+        if key not in {"learning_rates", "seeds", "sweep", "mirrors", "runs_per_job"}
+    ]
+
+
+def _sweep_problems(section, settings, schema):
+    """A sweep's keys and values on their own: known keys, non-empty lists of distinct values,
+    each value one its key would take, named as SECTION.sweep.KEY[INDEX]."""
+    problems = []
+    for key, values in settings["sweep"].items():
+        where = f"config key {section}.sweep.{key}"
+        if key not in sweepable(section):
+            problems.append(
+                f"{where}: not a key a run of {section} uses; expected one of: "
+                + ", ".join(sweepable(section))
+            )
+            continue
+        if not values:
+            problems.append(f"{where}: found [], expected a non-empty list of values")
+        seen = []
+        for index, value in enumerate(values):
+            if value in seen:
+                problems.append(
+                    f"{where}[{index}]: found {value!r} again; expected distinct values"
+                )
+            seen.append(value)
+            item = {section: {**settings, key: value, "sweep": {}}}
+            for problem in _schema_problems(item, schema):
+                if problem.startswith(f"config key {section}.{key}"):
+                    problems.append(
+                        problem.replace(f"config key {section}.{key}", f"{where}[{index}]", 1)
+                    )
+    return problems
+
+
+def _combination_problems(section, settings):
+    """What a schema cannot say, for every combination of the section's sweep: a problem with
+    a swept key is named by its value in the sweep, SECTION.sweep.KEY[INDEX]; one with another
+    key says in which combination it arises."""
+    from jitprop.runs import combinations  # here: runs imports this module
+
+    sweep, problems = settings["sweep"], []
+    for swept, combination in combinations(settings):
+        for key, message in _section_problems(section, combination):
+            name = key.split("[")[0]
+            if name in sweep:
+                index = next(i for i, v in enumerate(sweep[name]) if v == combination[name])
+                where = f"{section}.sweep.{name}[{index}]{key[len(name) :]}"
+            else:
+                where = f"{section}.{key}"
+                if swept:
+                    message += " (with " + ", ".join(f"{k}={v}" for k, v in swept) + ")"
+            problem = f"config key {where}: {message}"
+            if problem not in problems:
+                problems.append(problem)
+    return problems
 
 
 def _section_problems(section, settings):

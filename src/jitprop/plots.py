@@ -165,6 +165,9 @@ def family_figures(results, figures, family):
     history = pd.read_csv(f"{results}/history.csv")
     summary = pd.read_csv(f"{results}/summary.csv")
     by_lr = pd.read_csv(f"{results}/summary_by_lr.csv")
+    if swept(summary):
+        sweep_figures(history, summary, by_lr, figures, family)
+        return
     name = NAMES[family]
     loss_curves(history, summary, f"{figures}/{family}_loss_curves.png", name)
     accuracy_curves(history, summary, f"{figures}/{family}_accuracy_curves.png", name)
@@ -267,12 +270,14 @@ def misclassified(results, images, path):
     figure_title = "CNN on MNIST: no run finished without diverging"
     rows = wrong.iloc[0:0]
     if len(done):
+        keys = [*swept(summary), "lr", "seed"]
         best = done.loc[done["final_test_accuracy"].idxmax()]
-        rows = wrong[(wrong["lr"] == best["lr"]) & (wrong["seed"] == best["seed"])]
+        rows = _rows(wrong, keys, [best[key] for key in keys])
         shown = "" if len(rows) <= MAX_DIGITS else f"; the first {MAX_DIGITS} shown"
+        setting = "".join(f"{key}={best[key]}, " for key in keys[:-2])
         figure_title = (
             f"CNN on MNIST: the {len(rows)} test digits the best run gets wrong{shown}\n"
-            f"(η = {best['lr']:g}, seed {int(best['seed'])}, final test accuracy "
+            f"({setting}η = {best['lr']:g}, seed {int(best['seed'])}, final test accuracy "
             f"{100 * best['final_test_accuracy']:.2f}%; true → predicted)"
         )
     rows = rows.iloc[:MAX_DIGITS]
@@ -288,4 +293,170 @@ def misclassified(results, images, path):
         ax.set_title(f"{row.label} → {row.predicted}", fontsize=8)
     figure.suptitle(figure_title, fontsize=9)
     save_figure(figure, path)
+    plt.close(figure)
+
+
+# --------------------------------------------------------------------------- sweeps
+# With a sweep, a figure draws one panel or line per combination of the swept settings,
+# colour by η; beyond MAX_PANELS combinations it says so and draws the best ones.
+
+
+def swept(table):
+    """The columns of a sweep's settings: those before lr (none without a sweep)."""
+    columns = list(table.columns)
+    return columns[: columns.index("lr")]
+
+
+def _combination_label(keys, values):
+    return ", ".join(f"{key}={value}" for key, value in zip(keys, values, strict=True))
+
+
+def _best_combinations(keys, scores, best):
+    """(combinations to draw, in the table's order; a note when some are left out): all, or
+    the MAX_PANELS with the best score; scores {combination: score} in the table's order, best
+    'max' or 'min'."""
+    combos = list(scores)
+    if len(combos) <= MAX_PANELS:
+        return combos, ""
+    ranked = sorted(combos, key=lambda c: scores[c], reverse=best == "max")
+    kept = set(ranked[:MAX_PANELS])
+    return [c for c in combos if c in kept], f" — the {MAX_PANELS} best of {len(combos)}"
+
+
+def _rows(table, keys, combo):
+    mask = np.ones(len(table), bool)
+    for key, value in zip(keys, combo, strict=True):
+        mask &= (table[key] == value).to_numpy()
+    return table[mask]
+
+
+def sweep_figures(history, summary, by_lr, figures, family):
+    """The three figures of a family's sweep: FAMILY_loss_curves and FAMILY_accuracy_curves,
+    a panel per combination (test solid with its min-max band, train dashed, colour by η), and
+    FAMILY_accuracy_vs_lr, a line per combination."""
+    keys, name = swept(summary), NAMES[family]
+    scores = {}
+    for combo, group in by_lr.groupby(keys, sort=False):
+        combo = combo if isinstance(combo, tuple) else (combo,)
+        scores[combo] = group["mean_final_test_accuracy"].max()
+    scores = {c: (-1.0 if s != s else s) for c, s in scores.items()}  # NaN: all diverged
+    combos, note = _best_combinations(keys, scores, "max")
+    rates = sorted(summary["lr"].unique())
+    colors = _lr_colors(rates)
+    for metric, ylabel, log_y in (("loss", "loss", True), ("accuracy", "accuracy", False)):
+        figure, axes = _grid(len(combos))
+        for ax, combo in zip(axes, combos, strict=False):
+            rows = _rows(history, keys, combo)
+            for lr in rates:
+                runs = rows[rows["lr"] == lr]
+                if runs.empty:
+                    continue
+                test = runs.groupby("epoch")[f"test_{metric}"].agg(["mean", "min", "max"])
+                train = runs.groupby("epoch")[f"train_{metric}"].mean()
+                ax.plot(
+                    test.index,
+                    test["mean"],
+                    color=colors[lr],
+                    marker="o",
+                    ms=2,
+                    label=f"η = {lr:g}",
+                )
+                ax.fill_between(test.index, test["min"], test["max"], color=colors[lr], alpha=0.2)
+                ax.plot(train.index, train, color=colors[lr], ls="--", lw=0.8)
+            ax.set_title(_combination_label(keys, combo), fontsize=8)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(ylabel)
+            if log_y:
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        handles, labels = [], []
+        for lr in rates:
+            handles.append(plt.Line2D([], [], color=colors[lr], marker="o", ms=3))
+            labels.append(f"η = {lr:g}")
+        handles += [plt.Line2D([], [], color="gray"), plt.Line2D([], [], color="gray", ls="--")]
+        labels += ["test (mean, min-max band)", "train (mean)"]
+        figure.legend(handles, labels, loc="outside right center", fontsize=8)
+        figure.suptitle(f"{name} on MNIST: {metric} per epoch, per combination{note}")
+        save_figure(figure, f"{figures}/{family}_{metric}_curves.png")
+        plt.close(figure)
+    figure, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    palette = plt.cm.tab20(np.linspace(0, 1, 20))
+    for k, combo in enumerate(combos):
+        rows = _rows(by_lr, keys, combo)
+        ok = rows[rows["mean_final_test_accuracy"].notna()]
+        mean = ok["mean_final_test_accuracy"] * 100
+        errors = [
+            mean - ok["min_final_test_accuracy"] * 100,
+            ok["max_final_test_accuracy"] * 100 - mean,
+        ]
+        ax.errorbar(
+            ok["lr"],
+            mean,
+            yerr=errors,
+            marker="o",
+            capsize=3,
+            color=palette[k % 20],
+            label=_combination_label(keys, combo),
+        )
+    ax.set_xscale("log")
+    ax.set_xticks(rates, [f"{lr:g}" for lr in rates])
+    ax.minorticks_off()
+    ax.set_xlabel("learning rate η (log scale)")
+    ax.set_ylabel("final test accuracy (%)\n(mean, min-max over seeds)")
+    ax.set_title(f"{name} on MNIST: final test accuracy vs learning rate{note}", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    figure.legend(loc="outside right center", fontsize=7, title="combination", title_fontsize=7)
+    save_figure(figure, f"{figures}/{family}_accuracy_vs_lr.png")
+    plt.close(figure)
+
+
+def toy_sweep_figures(history, grid_path, overlay_path):
+    """A toy sweep's figures: toy_loss_grid, a panel per combination with the sheet start's
+    E_total per step, colour by η; toy_loss_overlay, its E_total after the last step against η,
+    a line per combination."""
+    keys = swept(history)
+    sheet = history[history["init"] == "sheet"]
+    last = sheet.groupby([*keys, "lr"], sort=False)["E_total"].last().reset_index()
+    scores = {}
+    for combo, group in last.groupby(keys, sort=False):
+        scores[combo if isinstance(combo, tuple) else (combo,)] = group["E_total"].min()
+    combos, note = _best_combinations(keys, scores, "min")
+    rates = sorted(sheet["lr"].unique())
+    norm = matplotlib.colors.LogNorm(min(rates), max(rates)) if len(rates) > 1 else None
+    figure, axes = _grid(len(combos))
+    for ax, combo in zip(axes, combos, strict=False):
+        rows = _rows(sheet, keys, combo)
+        for lr, run in rows.groupby("lr"):
+            color = plt.cm.viridis(0.9 * norm(lr) if norm else 0.0)
+            ax.plot(run["step"], run["E_total"], color=color, lw=1.2, label=f"η = {lr:g}")
+        ax.set_yscale("log")
+        ax.set_title(_combination_label(keys, combo), fontsize=8)
+        ax.set_xlabel("step")
+        ax.set_ylabel("E_total (log scale)")
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right center", fontsize=8, title="learning rate")
+    figure.suptitle(f"2-2-2 network from the sheet's weights, per combination{note}")
+    save_figure(figure, grid_path)
+    plt.close(figure)
+    figure, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    palette = plt.cm.tab20(np.linspace(0, 1, 20))
+    for k, combo in enumerate(combos):
+        rows = _rows(last, keys, combo)
+        ax.plot(
+            rows["lr"],
+            rows["E_total"],
+            marker="o",
+            color=palette[k % 20],
+            label=_combination_label(keys, combo),
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("learning rate η (log scale)")
+    ax.set_ylabel("E_total after the last step (log scale)")
+    ax.set_title(f"2-2-2 network from the sheet's weights: final error vs η{note}", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    figure.legend(loc="outside right center", fontsize=7, title="combination", title_fontsize=7)
+    save_figure(figure, overlay_path)
     plt.close(figure)

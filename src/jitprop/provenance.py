@@ -80,5 +80,5 @@ def collect(config, source_dir, cores):
     }
 
 
-def write(config, source_dir, cores, path="results/provenance.json"):
+def write(config, source_dir, cores, path):
     write_text(json.dumps(collect(config, source_dir, cores), indent=2) + "\n", path)

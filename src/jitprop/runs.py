@@ -1,12 +1,24 @@
-"""The runs a validated config asks for: their self-describing directories, in the canonical order
-of the sweep's tables, and the `jitprop` command-line arguments of each job.  The workflow's
-fan-out and its aggregation both read these, so they can never disagree."""
+"""The runs a validated config asks for: the combinations of its swept settings, each run's
+self-describing directory, in the canonical order of the sweep's tables, and the `jitprop`
+command line of each job.  The workflow's fan-out and its aggregation both read these, so they
+can never disagree."""
 
+import functools
+import hashlib
+import itertools
 import json
+import re
 
-from jitprop import config, data
+from jitprop import config as configuration
+from jitprop import data
 
 RESULTS = "results"
+
+
+def results_dir(config):
+    """Where a config's results go: results/, or results/EXPERIMENT/ for a named experiment."""
+    experiment = config.get("experiment")
+    return RESULTS if experiment is None else f"{RESULTS}/{experiment}"
 
 
 def lr_label(lr):
@@ -19,76 +31,176 @@ def _arguments(values):
     return [repr(value) if isinstance(value, float) else str(value) for value in values]
 
 
+def _canonical(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------- sweeps
+# A section's `sweep:` maps some of its keys to lists of values; its runs are the product of
+# those lists (keys in alphabetical order, values in the order given) times its learning rates
+# and seeds.  Each swept setting names a directory level, KEY~VALUE, and a column of every
+# table.
+LABEL_LENGTH = 160  # of a path's 255 bytes
+# CNN layers, as they appear in labels.
+_SHORT = {"batchnorm": "bn", "dropout": "drop", "maxpool": "pool", "linear": "fc"}
+
+
+def _label(value):
+    """A value as a short, readable, filesystem-safe word: numbers as they read, lists joined
+    by '-', mappings as key+value joined by '_', a CNN layer as conv8k3p1b, bn, pool2, fc10."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return _SHORT.get(value, value)
+    if isinstance(value, int):
+        return str(value)
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return "-".join(_label(item) for item in value)
+    if set(value) == {"conv"}:
+        conv = value["conv"]
+        return (
+            f"conv{conv['out']}k{conv['kernel']}"
+            + (f"p{conv['padding']}" if conv.get("padding") else "")
+            + ("b" if conv.get("bias") else "")
+        )
+    return "_".join(f"{_SHORT.get(key, key)}{_label(item)}" for key, item in sorted(value.items()))
+
+
+def value_labels(values):
+    """The labels of one swept key's values: _label made safe (characters other than letters,
+    digits and ._+- become _), shortened past LABEL_LENGTH with a hash of the value, and made
+    distinct, where two would be alike, by the hash."""
+    labels = []
+    for value in values:
+        text = re.sub(r"[^A-Za-z0-9._+-]", "_", _label(value)) or "_"
+        digest = hashlib.sha1(_canonical(value).encode()).hexdigest()[:8]
+        labels.append(text if len(text) <= LABEL_LENGTH else f"{text[:120]}_{digest}")
+    for index, value in enumerate(values):
+        if labels.count(labels[index]) > 1:
+            labels[index] += "_" + hashlib.sha1(_canonical(value).encode()).hexdigest()[:8]
+    return labels
+
+
+def combinations(section):
+    """[(swept, settings)] in canonical order: swept is [(key, label)] of one combination of
+    the section's sweep (keys sorted), settings the section with those values in place."""
+    sweep = section.get("sweep") or {}
+    keys = sorted(sweep)
+    labelled = [list(zip(sweep[key], value_labels(sweep[key]), strict=True)) for key in keys]
+    result = []
+    for choice in itertools.product(*labelled):
+        settings = {**section, **{key: value for key, (value, _) in zip(keys, choice, strict=True)}}
+        result.append(
+            ([(key, label) for key, (_, label) in zip(keys, choice, strict=True)], settings)
+        )
+    return result
+
+
+def _swept_path(swept):
+    return "".join(f"{key}~{label}/" for key, label in swept)
+
+
+def _columns(swept):
+    """--column NAME VALUE for each swept setting: the leading columns of the run's tables."""
+    return [word for key, label in swept for word in ("--column", key, label)]
+
+
 # --------------------------------------------------------------------------- toy net
-
-
-def toy_runs(toy):
-    """Every toy run as (lr, start), start 'sheet' or a seed, in the canonical order of
-    history.csv: learning rates ascending, the sheet start first, then seeds ascending."""
-    starts = ["sheet", *sorted(toy["seeds"])]
-    return [(lr, start) for lr in sorted(toy["learning_rates"]) for start in starts]
 
 
 def _toy_run_name(lr, start):
     return f"lr~{lr_label(lr)}/start~{start if start == 'sheet' else f'seed{start}'}"
 
 
-def toy_parts(toy):
-    """The jobs' directories below results/toy/runs, in canonical order: one per run, or, with
-    toy.runs_per_job > 1, one per chunk of that many consecutive runs."""
-    runs, size = toy_runs(toy), toy["runs_per_job"]
-    if size == 1:
-        return [_toy_run_name(lr, start) for lr, start in runs]
-    return [f"chunk~{index:05d}" for index in range(-(-len(runs) // size))]
+@functools.cache
+def _toy_jobs(toy_json):
+    """{part: (swept, settings, [(lr, start)])} of a toy section (as JSON, to be cached): one
+    job per run, or, with runs_per_job > 1, per chunk of that many consecutive runs of one
+    combination; start is 'sheet' or a seed.  Runs go learning rates ascending, the sheet start
+    first, then seeds ascending, as history.csv does."""
+    toy = json.loads(toy_json)
+    jobs = {}
+    for swept, settings in combinations(toy):
+        starts = ["sheet", *sorted(settings["seeds"])]
+        runs = [(lr, start) for lr in sorted(settings["learning_rates"]) for start in starts]
+        size, prefix = settings["runs_per_job"], _swept_path(swept)
+        if size == 1:
+            for run in runs:
+                jobs[prefix + _toy_run_name(*run)] = (swept, settings, [run])
+        else:
+            for index, first in enumerate(range(0, len(runs), size)):
+                jobs[f"{prefix}chunk~{index:05d}"] = (swept, settings, runs[first : first + size])
+    return jobs
 
 
-def toy_run_dirs(toy):
-    return [f"{RESULTS}/toy/runs/{part}" for part in toy_parts(toy)]
+def toy_parts(config):
+    """The toy jobs' directories below RESULTS/toy/runs, in canonical order."""
+    return list(_toy_jobs(_canonical(config["toy"])))
 
 
-def toy_args(toy, part):
+def toy_run_dirs(config):
+    return [f"{results_dir(config)}/toy/runs/{part}" for part in toy_parts(config)]
+
+
+def toy_args(config, part):
     """Arguments of `jitprop toy` for the job of `part` (one of toy_parts)."""
+    jobs = _toy_jobs(_canonical(config["toy"]))
+    if part not in jobs:
+        raise ValueError(f"toy run {part!r} is not one of the config's")
+    swept, toy, runs = jobs[part]
     args = ["--steps", toy["steps"], "--weights", *toy["weights"], "--inputs", *toy["inputs"]]
     args += ["--targets", *toy["targets"], "--init-range", *toy["init_range"]]
-    runs = toy_runs(toy)
-    if part.startswith("chunk~"):
-        size = toy["runs_per_job"]
-        first = int(part.removeprefix("chunk~")) * size
-        runs = runs[first : first + size]
-    else:
-        runs = [run for run in runs if _toy_run_name(*run) == part]
-        if len(runs) != 1:
-            raise ValueError(f"toy run {part!r} is not one of the config's")
     for lr, start in runs:
         args += ["--run", lr, start]
-    return _arguments(args)
+    return _arguments([*args, *_columns(swept)])
 
 
 # --------------------------------------------------------------------------- MNIST families
-# The MLP and the CNN: one run per (learning rate, seed), a job each.
+# The MLP and the CNN: one run per (combination, learning rate, seed), a job each.
 FAMILIES = ("mlp", "cnn")
 # Keys of a family's section that are not options of its `jitprop FAMILY` command: the run's
 # learning rate and seed are, under their own names; mirrors only serve the download.
-NOT_OPTIONS = {"learning_rates", "seeds", "mirrors"}
+NOT_OPTIONS = {"learning_rates", "seeds", "mirrors", "sweep"}
 
 
 def options(family):
     """The keys of a family's section that its `jitprop FAMILY` command takes as --key-name."""
-    return [key for key in config.defaults(family) if key not in NOT_OPTIONS]
+    return [key for key in configuration.defaults(family) if key not in NOT_OPTIONS]
 
 
-def run_dirs(section, family):
-    """results/FAMILY/runs/lr~LR/seed~SEED for every learning rate and seed, in config order."""
+@functools.cache
+def _family_runs(section_json):
+    """{run: (swept, settings, lr, seed)} of a family's section: run is the directory below
+    RESULTS/FAMILY/runs, [KEY~VALUE/...]lr~LR/seed~SEED, in canonical order."""
+    section, runs = json.loads(section_json), {}
+    for swept, settings in combinations(section):
+        for lr in sorted(settings["learning_rates"]):
+            for seed in sorted(settings["seeds"]):
+                path = f"{_swept_path(swept)}lr~{lr_label(lr)}/seed~{seed}"
+                runs[path] = (swept, settings, lr, seed)
+    return runs
+
+
+def run_dirs(config, family):
+    """RESULTS/FAMILY/runs/RUN for every run of a family, in canonical order."""
     return [
-        f"{RESULTS}/{family}/runs/lr~{lr_label(lr)}/seed~{seed}"
-        for lr in section["learning_rates"]
-        for seed in section["seeds"]
+        f"{results_dir(config)}/{family}/runs/{run}"
+        for run in _family_runs(_canonical(config[family]))
     ]
 
 
-def run_args(section, family, lr, seed):
-    """Arguments of `jitprop FAMILY` for one run, every value from the config: lists of numbers
-    as several words, structured values (the CNN's layers, augment) as one JSON word."""
+def run_args(config, family, run):
+    """Arguments of `jitprop FAMILY` for one run (a directory below RESULTS/FAMILY/runs),
+    every value from the config: lists of numbers as several words, structured values (the
+    CNN's layers, augment) as one JSON word."""
+    runs = _family_runs(_canonical(config[family]))
+    if run not in runs:
+        raise ValueError(f"{family} run {run!r} is not one of the config's")
+    swept, section, lr, seed = runs[run]
     args = ["--lr", float(lr), "--seed", int(seed)]
     for key in options(family):
         value = section[key]
@@ -96,14 +208,22 @@ def run_args(section, family, lr, seed):
             continue
         args.append(f"--{key.replace('_', '-')}")
         if isinstance(value, dict) or (isinstance(value, list) and not _numbers(value)):
-            args.append(json.dumps(value, sort_keys=True, separators=(",", ":")))
+            args.append(_canonical(value))
         else:
             args += value if isinstance(value, list) else [value]
-    return _arguments(args)
+    return _arguments([*args, *_columns(swept)])
 
 
 def _numbers(values):
     return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+def run_inputs(config, family, run):
+    """The MNIST files one run reads (its data_dir may be swept)."""
+    runs = _family_runs(_canonical(config[family]))
+    if run not in runs:
+        raise ValueError(f"{family} run {run!r} is not one of the config's")
+    return mnist_files(runs[run][1]["data_dir"])
 
 
 def mnist_files(data_dir):

@@ -84,52 +84,62 @@ def run_frames(result, lr, seed):
     return frames
 
 
-def write_run(result, lr, seed, out):
-    """Write one run's tables (run_frames) into the directory `out`."""
+def write_run(result, lr, seed, out, columns=()):
+    """Write one run's tables (run_frames) into the directory `out`, each led by `columns`,
+    (name, value) pairs: the run's swept settings."""
     for name, frame in run_frames(result, lr, seed).items():
+        for position, (column, value) in enumerate(columns):
+            frame.insert(position, column, value)
         io.write_csv(frame, f"{out}/{name}.csv")
 
 
-def concat_sorted(frames, keys):
-    """Concatenate run tables in a canonical order, whatever order the jobs finished in."""
-    frame = pd.concat(frames, ignore_index=True)
-    return frame.sort_values(keys, kind="stable").reset_index(drop=True)
-
-
 def aggregate(runs, out, family):
-    """The sweep's tables in `out` from the run directories `runs` of a family (write_run's)."""
+    """The sweep's tables in `out` from the run directories `runs` of a family (write_run's),
+    concatenated in the order given: the canonical one (jitprop.runs), whatever order the jobs
+    finished in."""
     for name in RUN_TABLES[family]:
         kwargs = {"dtype": {"diverged_step": "Int64"}} if name == "summary" else {}
         frames = [pd.read_csv(f"{run}/{name}.csv", **kwargs) for run in runs]
-        table = concat_sorted(frames, ["lr", "seed"])
+        table = pd.concat(frames, ignore_index=True)
         io.write_csv(table, f"{out}/{name}.csv")
         if name == "summary":
             io.write_csv(summary_by_lr(table), f"{out}/summary_by_lr.csv")
 
 
+def swept_columns(table):
+    """The columns of a sweep's settings: those before lr."""
+    return list(table.columns[: list(table.columns).index("lr")])
+
+
 def concatenate(runs, out, headers):
     """The sweep's tables in `out`, one per name in `headers`, each the concatenation of the
-    runs' tables of that name (text, in the order given), all of which must have its header."""
+    runs' tables of that name (text, in the order given).  All must have the first one's header,
+    which must end with the one given (a sweep's columns may lead it)."""
     for name, header in headers.items():
-        chunks = [header + "\n"]
+        chunks, first = [], None
         for run in runs:
             with open(f"{run}/{name}.csv", encoding="utf-8") as handle:
                 found = handle.readline().rstrip("\n")
-                if found != header:
-                    raise ValueError(f"{run}/{name}.csv: header {found!r}, expected {header!r}")
+                first = first or found
+                if found != first or not (found == header or found.endswith("," + header)):
+                    raise ValueError(
+                        f"{run}/{name}.csv: header {found!r}, expected "
+                        f"{first!r}, ending with {header!r}"
+                    )
                 chunks.append(handle.read())
-        io.write_text("".join(chunks), f"{out}/{name}.csv")
+        io.write_text(first + "\n" + "".join(chunks), f"{out}/{name}.csv")
 
 
 def summary_by_lr(summary):
-    """Final test accuracy over seeds per learning rate: mean, std (ddof=1), min, max, over the
-    runs that did not diverge; n_runs and n_diverged say how many there were."""
-    rows = []
-    for lr, group in summary.groupby("lr", sort=True):
+    """Final test accuracy over seeds per combination of swept settings and learning rate, in
+    the summary's order: mean, std (ddof=1), min, max, over the runs that did not diverge;
+    n_runs and n_diverged say how many there were."""
+    rows, keys = [], [*swept_columns(summary), "lr"]
+    for values, group in summary.groupby(keys, sort=False):
         ok = group.loc[~group["diverged"].astype(bool), "final_test_accuracy"]
         rows.append(
             {
-                "lr": lr,
+                **dict(zip(keys, values, strict=True)),
                 "n_runs": len(group),
                 "n_diverged": int(group["diverged"].sum()),
                 "mean_final_test_accuracy": ok.mean() if len(ok) else np.nan,

@@ -171,6 +171,12 @@ HISTORY_HEADER = ",".join([*RUN_KEYS, *COLUMNS])
 SUMMARY_HEADER = ",".join(SUMMARY_COLUMNS)
 
 
+def headers(columns=()):
+    """(history, summary) CSV headers, led by the names of `columns` (see sweep_part)."""
+    lead = "".join(f"{name}," for name, _ in columns)
+    return lead + HISTORY_HEADER, lead + SUMMARY_HEADER
+
+
 def summarize(E_total):
     """One run's summary from its E_total per step: the first and last value, and the first
     step at which it fell below 1% of its start (None if never)."""
@@ -200,15 +206,17 @@ def _number(value):
     return "" if value != value else repr(value)
 
 
-def sweep_part(runs, weights, inputs, targets, steps, init_range):
+def sweep_part(runs, weights, inputs, targets, steps, init_range, columns=()):
     """The rows of history.csv and summary.csv (text, no header) for `runs`, a list of
-    (lr, seed) with seed None for the sheet start, in that order.
+    (lr, seed) with seed None for the sheet start, in that order; `columns` (name, text) lead
+    every row (a sweep's settings, see headers).
 
     Formats what `run(...).to_csv()` would, byte for byte, without pandas' per-cell cost:
     a sweep of 10,000 runs writes a million rows."""
     i = _as_vector("inputs", inputs, 2)
     t = _as_vector("targets", targets, 2)
     fixed = ",".join(_number(v) for v in [*i.tolist(), *t.tolist()])
+    lead = "".join(f"{text}," for _, text in columns)
     rows = np.empty((_check_steps(steps), len(COLUMNS) - 5))
     history, summary = [], []
     for lr, seed in runs:
@@ -216,7 +224,7 @@ def sweep_part(runs, weights, inputs, targets, steps, init_range):
         start = _as_vector("weights", _start_weights(weights, seed, init_range), 8)
         _toy_train_kernel(rows, start, i, t, lr)
         init = "sheet" if seed is None else "random"
-        keys = f"{lr!r},{init},{'' if seed is None else int(seed)}"
+        keys = f"{lead}{lr!r},{init},{'' if seed is None else int(seed)}"
         for step, values in enumerate(rows.tolist()):
             history.append(f"{keys},{step},{fixed}," + ",".join(map(_number, values)))
         result = summarize(rows[:, 8 + CELLS.index("E_total")])

@@ -116,14 +116,22 @@ def _top_cells():
 
 def read_sheet_runs(path):
     """{lr: its run from the sheet's weights} from the sweep's history.csv at `path`, each run
-    a DataFrame in step order; raises ValueError naming the file when it cannot be a sheet."""
+    a DataFrame in step order; raises ValueError naming the file when it cannot be a sheet.
+    Of a sweep (columns before lr), the first combination's runs: the workbook is one
+    exercise."""
     import pandas as pd
 
     needed = ["lr", "init", *INPUTS, *TABLE_COLUMNS]
-    history = pd.read_csv(path, usecols=lambda name: name in needed)
-    missing = [name for name in needed if name not in history.columns]
+    columns = list(pd.read_csv(path, nrows=0).columns)
+    missing = [name for name in needed if name not in columns]
     if missing:
         raise ValueError(f"{path}: missing columns {', '.join(missing)}")
+    swept = columns[: columns.index("lr")]
+    history = pd.read_csv(path, usecols=swept + needed)
+    if swept:
+        first = history.iloc[0]
+        history = history[(history[swept] == first[swept]).all(axis=1)]
+    history = history[needed]
     sheet = history[history["init"] == "sheet"]
     if sheet.empty:
         raise ValueError(f"{path}: no run from the sheet's weights (init 'sheet')")

@@ -4,15 +4,15 @@
 
 rule cnn_run:
     input:
-        mnist_files("cnn"),
+        cnn_inputs,
     output:
-        history="results/cnn/runs/lr~{lr}/seed~{seed}/history.csv",
-        steps="results/cnn/runs/lr~{lr}/seed~{seed}/steps.csv",
-        summary="results/cnn/runs/lr~{lr}/seed~{seed}/summary.csv",
-        misclassified="results/cnn/runs/lr~{lr}/seed~{seed}/misclassified.csv",
-        timing="results/cnn/runs/lr~{lr}/seed~{seed}/timing.csv",
+        history=results("cnn/runs/{run}/history.csv"),
+        steps=results("cnn/runs/{run}/steps.csv"),
+        summary=results("cnn/runs/{run}/summary.csv"),
+        misclassified=results("cnn/runs/{run}/misclassified.csv"),
+        timing=results("cnn/runs/{run}/timing.csv"),
     log:
-        "results/logs/cnn/lr~{lr}/seed~{seed}.log",
+        results("logs/cnn/{run}.log"),
     # Two threads: a run takes minutes, and its kernels use both (1.9x on 2 cores) with the
     # same bits as on one; Snakemake gives fewer when --cores is smaller.
     threads: 2
@@ -30,77 +30,81 @@ rule cnn_aggregate:
     input:
         expand("{run}/{table}.csv", run=cnn_run_dirs(), table=RUN_TABLES["cnn"]),
     output:
-        history="results/cnn/history.csv",
-        steps="results/cnn/steps.csv",
+        history=results("cnn/history.csv"),
+        steps=results("cnn/steps.csv"),
         summary=report(
-            "results/cnn/summary.csv",
+            results("cnn/summary.csv"),
             caption="../report/cnn_summary.rst",
             category="CNN",
             subcategory="Tables",
             labels={"result": "one row per run"},
         ),
         summary_by_lr=report(
-            "results/cnn/summary_by_lr.csv",
+            results("cnn/summary_by_lr.csv"),
             caption="../report/cnn_summary_by_lr.rst",
             category="CNN",
             subcategory="Tables",
             labels={"result": "one row per learning rate"},
         ),
-        misclassified="results/cnn/misclassified.csv",
-        timing="results/cnn/timing.csv",
+        misclassified=results("cnn/misclassified.csv"),
+        timing=results("cnn/timing.csv"),
     log:
-        "results/logs/cnn/aggregate.log",
+        results("logs/cnn/aggregate.log"),
     threads: 1
     params:
         jitprop=JITPROP,
         runs=cnn_run_dirs(),
+        out=subpath(output.history, parent=True),
     shell:
-        "{params.jitprop} cnn-aggregate {params.runs:q} --out results/cnn 2> {log:q}"
+        "{params.jitprop} cnn-aggregate {params.runs:q} --out {params.out:q} 2> {log:q}"
 
 
 rule cnn_figures:
     input:
+        history=rules.cnn_aggregate.output.history,
         tables=rules.cnn_aggregate.output,
-        mnist=mnist_files("cnn"),
+        # The misclassified digits' images: every data_dir holds the same, MD5-checked MNIST.
+        mnist=runs.mnist_files(config["cnn"]["data_dir"]),
     output:
         report(
-            "results/figures/cnn_loss_curves.png",
+            results("figures/cnn_loss_curves.png"),
             caption="../report/cnn_loss_curves.rst",
             category="CNN",
             subcategory="Figures",
             labels={"result": "loss per epoch"},
         ),
         report(
-            "results/figures/cnn_accuracy_curves.png",
+            results("figures/cnn_accuracy_curves.png"),
             caption="../report/cnn_accuracy_curves.rst",
             category="CNN",
             subcategory="Figures",
             labels={"result": "accuracy per epoch"},
         ),
         report(
-            "results/figures/cnn_accuracy_vs_lr.png",
+            results("figures/cnn_accuracy_vs_lr.png"),
             caption="../report/cnn_accuracy_vs_lr.rst",
             category="CNN",
             subcategory="Figures",
             labels={"result": "final accuracy vs learning rate"},
         ),
         report(
-            "results/figures/cnn_misclassified.png",
+            results("figures/cnn_misclassified.png"),
             caption="../report/cnn_misclassified.rst",
             category="CNN",
             subcategory="Figures",
             labels={"result": "the best run's mistakes"},
         ),
     log:
-        "results/logs/cnn/figures.log",
+        results("logs/cnn/figures.log"),
     threads: 1
     params:
         jitprop=JITPROP,
+        results=subpath(input.history, parent=True),
+        figures=subpath(output[0], parent=True),
         data=mnist_dir,
-        test_size=cnn_test_size,
     shell:
-        "{params.jitprop} cnn-plot results/cnn --figures results/figures --data-dir {params.data:q}"
-        " {params.test_size} 2> {log:q}"
+        "{params.jitprop} cnn-plot {params.results:q} --figures {params.figures:q}"
+        " --data-dir {params.data:q} 2> {log:q}"
 
 
 rule cnn:

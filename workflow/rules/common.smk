@@ -11,42 +11,47 @@ from jitprop import data, runs
 JITPROP = f"{shlex.quote(sys.executable)} -m jitprop"
 DOWNLOAD_DIR = config_defaults("mlp")["data_dir"]
 MNIST_GZ = list(data.GZ_MD5)
+# results/, or results/EXPERIMENT/ for a named experiment.
+RESULTS = runs.results_dir(config)
+
+
+def results(path):
+    """A path below the config's results directory."""
+    return f"{RESULTS}/{path}"
 
 
 def toy_args(wildcards):
-    return runs.toy_args(config["toy"], wildcards.part)
+    return runs.toy_args(config, wildcards.part)
 
 
 def toy_run_dirs():
-    return runs.toy_run_dirs(config["toy"])
+    return runs.toy_run_dirs(config)
 
 
 def mlp_args(wildcards):
-    return runs.run_args(config["mlp"], "mlp", wildcards.lr, wildcards.seed)
+    return runs.run_args(config, "mlp", wildcards.run)
+
+
+def mlp_inputs(wildcards):
+    return runs.run_inputs(config, "mlp", wildcards.run)
 
 
 def mlp_run_dirs():
-    return runs.run_dirs(config["mlp"], "mlp")
+    return runs.run_dirs(config, "mlp")
 
 
 def cnn_args(wildcards):
-    return runs.run_args(config["cnn"], "cnn", wildcards.lr, wildcards.seed)
+    return runs.run_args(config, "cnn", wildcards.run)
+
+
+def cnn_inputs(wildcards):
+    return runs.run_inputs(config, "cnn", wildcards.run)
 
 
 def cnn_run_dirs():
-    return runs.run_dirs(config["cnn"], "cnn")
-
-
-def mnist_files(section):
-    return runs.mnist_files(config[section]["data_dir"])
+    return runs.run_dirs(config, "cnn")
 
 
 def mnist_dir(wildcards, input):
     """The directory of a rule's MNIST files (input.mnist)."""
     return str(Path(input.mnist[0]).parent)
-
-
-def cnn_test_size(wildcards):
-    """--test-size N for cnn-plot when the runs used the first N test images only."""
-    size = config["cnn"]["test_size"]
-    return "" if size is None else f"--test-size {size}"

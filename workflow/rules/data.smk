@@ -6,7 +6,7 @@ rule download_mnist:
     output:
         expand("{dir}/{name}", dir=DOWNLOAD_DIR, name=MNIST_GZ),
     log:
-        "results/logs/download_mnist.log",
+        results("logs/download_mnist.log"),
     # Retried downloads are cheap; a half-downloaded file is never renamed into place.
     retries: 1
     threads: 1

@@ -5,10 +5,10 @@
 
 rule toy_run:
     output:
-        history="results/toy/runs/{part}/history.csv",
-        summary="results/toy/runs/{part}/summary.csv",
+        history=results("toy/runs/{part}/history.csv"),
+        summary=results("toy/runs/{part}/summary.csv"),
     log:
-        "results/logs/toy/{part}.log",
+        results("logs/toy/{part}.log"),
     threads: 1
     params:
         jitprop=JITPROP,
@@ -22,16 +22,17 @@ rule toy_aggregate:
     input:
         expand("{run}/{table}.csv", run=toy_run_dirs(), table=["history", "summary"]),
     output:
-        history="results/toy/history.csv",
-        summary="results/toy/summary.csv",
+        history=results("toy/history.csv"),
+        summary=results("toy/summary.csv"),
     log:
-        "results/logs/toy/aggregate.log",
+        results("logs/toy/aggregate.log"),
     threads: 1
     params:
         jitprop=JITPROP,
         runs=toy_run_dirs(),
+        out=subpath(output.history, parent=True),
     shell:
-        "{params.jitprop} toy-aggregate {params.runs:q} --out results/toy 2> {log:q}"
+        "{params.jitprop} toy-aggregate {params.runs:q} --out {params.out:q} 2> {log:q}"
 
 
 rule toy_figures:
@@ -39,26 +40,28 @@ rule toy_figures:
         rules.toy_aggregate.output.history,
     output:
         report(
-            "results/figures/toy_loss_grid.png",
+            results("figures/toy_loss_grid.png"),
             caption="../report/toy_loss_grid.rst",
             category="Toy net",
             subcategory="Figures",
             labels={"result": "total loss per learning rate"},
         ),
         report(
-            "results/figures/toy_loss_overlay.png",
+            results("figures/toy_loss_overlay.png"),
             caption="../report/toy_loss_overlay.rst",
             category="Toy net",
             subcategory="Figures",
             labels={"result": "total loss, all learning rates"},
         ),
     log:
-        "results/logs/toy/figures.log",
+        results("logs/toy/figures.log"),
     threads: 1
     params:
         jitprop=JITPROP,
+        results=subpath(input[0], parent=True),
+        figures=subpath(output[0], parent=True),
     shell:
-        "{params.jitprop} toy-plot results/toy --figures results/figures 2> {log:q}"
+        "{params.jitprop} toy-plot {params.results:q} --figures {params.figures:q} 2> {log:q}"
 
 
 rule toy_sheet:
@@ -66,14 +69,14 @@ rule toy_sheet:
         rules.toy_aggregate.output.history,
     output:
         report(
-            "results/toy/exercise.xlsx",
+            results("toy/exercise.xlsx"),
             caption="../report/toy_exercise.rst",
             category="Toy net",
             subcategory="Workbook",
             labels={"result": "the exercise as a live spreadsheet"},
         ),
     log:
-        "results/logs/toy/sheet.log",
+        results("logs/toy/sheet.log"),
     threads: 1
     params:
         jitprop=JITPROP,
