@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 import slurm_cluster
-from helpers import REPRODUCIBLE, digests_of
+from helpers import REPRODUCIBLE, digests_of, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -39,13 +38,6 @@ def _plugin_installed():
     return True
 
 
-def setup(root, mnist_dir, workdir):
-    config = yaml.safe_load((root / "tests/config/tiny.yaml").read_text())
-    config["mlp"]["data_dir"] = str(mnist_dir)
-    workdir.mkdir(parents=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-
-
 def run(root, workdir, *args, env=None):
     command = [
         sys.executable,
@@ -66,8 +58,8 @@ def run(root, workdir, *args, env=None):
 
 def test_sweep_through_the_slurm_profile_equals_a_local_run(root, mnist_dir, cluster, tmp_path):
     local, slurm = tmp_path / "local", tmp_path / "slurm"
-    setup(root, mnist_dir, local)
-    setup(root, mnist_dir, slurm)
+    write_config(root, mnist_dir, local)
+    write_config(root, mnist_dir, slurm)
     run(root, local, "--cores", "2")
     # squeue, not sacct: the test cluster keeps no accounting.  Short polls keep it quick.
     run(
