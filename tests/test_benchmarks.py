@@ -38,3 +38,11 @@ def test_grid_kernel_is_bit_identical_to_single_runs(block):
     for g in range(G):
         single = toy.train(w0[g], INPUTS, TARGETS, lr[g], 30)["E_total"].to_numpy()
         np.testing.assert_array_equal(E[g], single, err_msg=f"E_total of grid net {g} differs")
+
+
+def test_cnn_epoch_counts_the_multiply_adds_of_a_training_step():
+    cnn_epoch = load("cnn_epoch")
+    layers = [{"conv": {"out": 2, "kernel": 3}}, "relu", "gap", {"linear": 10}]
+    # The first convolution: forward and weight gradient, 2 x 26 x 26 outputs of 9 taps each;
+    # the linear layer: forward and both gradients, 2 x 10.
+    assert cnn_epoch.multiply_adds(layers) == 2 * (2 * 26 * 26 * 9) + 3 * (2 * 10)
