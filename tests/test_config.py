@@ -205,3 +205,28 @@ def test_a_good_sweep_passes():
     filled = validate_config({"experiment": "study-1", "mlp": {"sweep": {"batch_size": [32, 64]}}})
     assert filled["mlp"]["sweep"] == {"batch_size": [32, 64]}
     assert filled["experiment"] == "study-1"
+
+
+def merged(base, extra):
+    """`extra` laid over `base` key by key, as Snakemake merges a second --configfile."""
+    result = dict(base)
+    for key, value in extra.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        result[key] = merged(base[key], value) if both else value
+    return result
+
+
+@pytest.mark.parametrize(
+    "name", ["cnn_lr_sweep.yaml", "cnn_small.yaml", "mlp_800.yaml", "mlp_batch_size.yaml"]
+)
+def test_the_documented_configs_are_valid(root, schema, default_config, name):
+    extra = yaml.safe_load((root / "workflow/configs" / name).read_text())
+    validate_config(merged(default_config, extra), schema)
+
+
+def test_the_cnn_configs_keep_their_parameter_budgets(root, default_config):
+    from jitprop import cnn
+
+    small = yaml.safe_load((root / "workflow/configs/cnn_small.yaml").read_text())
+    assert cnn.summary(default_config["cnn"]["layers"])[-1]["params"] < 20_000
+    assert cnn.summary(small["cnn"]["layers"])[-1]["params"] <= 8_000
