@@ -196,3 +196,15 @@ def test_the_workflow_tracks_the_files_the_run_reads(mnist_dir):
     assert runs.mnist_files(mnist_dir) == [
         str(data.find_file(mnist_dir, stem)) for stem in data.FILES.values()
     ]
+
+
+SUBCOMMANDS = ["toy", "toy-aggregate", "toy-plot", "toy-sheet", "mlp", "mlp-aggregate"]
+SUBCOMMANDS += ["mlp-plot", "cnn", "cnn-aggregate", "cnn-plot", "download-mnist"]
+
+
+@pytest.mark.parametrize("command", [[], *[[name] for name in SUBCOMMANDS]])
+def test_every_help_prints(command, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main([*command, "--help"])
+    assert exit.value.code == 0
+    assert "usage: jitprop" in capsys.readouterr().out

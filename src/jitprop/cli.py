@@ -201,7 +201,9 @@ def _add_schema_options(parser, section, keys):
     for key in keys:
         spec = properties[key]
         kind = spec.get("type")
-        options = {"default": spec["default"], "help": " ".join(spec["description"].split())}
+        # argparse formats help with %: a description's "30%" must reach it as "30%%".
+        described = " ".join(spec["description"].split()).replace("%", "%%")
+        options = {"default": spec["default"], "help": described}
         if "enum" in spec:
             options["choices"] = spec["enum"]
         elif kind == "object" or (kind == "array" and "type" not in spec["items"]):
