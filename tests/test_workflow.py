@@ -148,7 +148,10 @@ def test_jobs_get_the_threads_of_their_rule(tiny_run):
     cnn_logs = job_logs(tiny_run, "cnn")
     assert len(cnn_logs) == 2 * 2
     for log in cnn_logs:
-        assert log.read_text().startswith(f"jitprop: numba threads {TWO};"), log
+        text = log.read_text()
+        assert text.startswith(f"jitprop: numba threads {TWO};"), log
+        # Then the network's layers, the last line its total of parameters (tiny.yaml's CNN).
+        assert re.search(r"\n\s+total\s+430\n", text), text[:2000]
     timing = pd.read_csv(tiny_run / "results/mlp/timing.csv")
     assert list(timing.columns) == ["lr", "seed", "epoch", "seconds"]
 

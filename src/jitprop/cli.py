@@ -152,6 +152,16 @@ def cmd_mlp(args):
 
 
 def cmd_cnn(args):
+    from jitprop import cnn
+
+    # The network first, as torchsummary prints it: each layer's output shape and parameters.
+    rows = cnn.summary(args.layers)
+    lines = [f"{'#':>3}  {'layer':<20} {'output':<14} {'params':>7}"]
+    for row in rows:
+        index = "" if row["index"] is None else row["index"]
+        output = "" if row["output"] is None else str(row["output"])
+        lines.append(f"{index:>3}  {row['layer']:<20} {output:<14} {row['params']:>7}")
+    print("\n".join(lines), file=sys.stderr)
     _train(args, "cnn")
 
 
