@@ -1,12 +1,13 @@
 """The pipeline's fixed costs, each beside a baseline measured in the same run:
 a job's start-up (warm and cold Numba cache) against a bare interpreter and against importing
-the stack; a no-op rerun of the default workflow; the dry-run DAG and the whole run of a
-10,000-run toy sweep (100 learning rates x 100 starts, 100 steps, 1,000 runs per job).
+the stack; an MLP and a CNN job's peak memory; a no-op rerun of the default workflow; the
+dry-run DAG and the whole run of a 10,000-run toy sweep (100 learning rates x 100 starts,
+100 steps, 1,000 runs per job).
 
     python benchmarks/pipeline.py [--data-dir ../shared/data/mnist] [--cores 2] [--skip-default]
 
-The no-op rerun needs the default workflow finished first: the script runs it (a few minutes)
-in a scratch directory unless --skip-default.
+The no-op rerun needs the default workflow finished first: the script runs it in a scratch
+directory (about 15 minutes on 2 cores, most of it the CNN) unless --skip-default.
 """
 
 import argparse
@@ -102,37 +103,30 @@ def main():
             text=True,
         ).stdout
     )
-    mlp = [
-        "mlp",
-        "--lr",
-        "0.05",
-        "--seed",
-        "0",
-        "--epochs",
-        "1",
-        "--data-dir",
-        args.data_dir,
-        "--out",
-        str(scratch / "mlp"),
-    ]
-    code = f"from jitprop.cli import main; main({mlp!r}); {peak}"
-    mlp_rss = int(
-        subprocess.run(
-            [sys.executable, "-c", code], check=True, capture_output=True, text=True
-        ).stdout
-    )
+
+    def job_rss(argv):
+        code = f"from jitprop.cli import main; main({argv!r}); {peak}"
+        run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        return int(run.stdout)
+
+    data = ["--data-dir", args.data_dir, "--epochs", "1"]
+    mlp_rss = job_rss(["mlp", "--lr", "0.05", "--seed", "0", *data, "--out", str(scratch / "mlp")])
     row(
         "MLP job peak RSS, MB (784-128-10, 1 epoch)",
         f"{mlp_rss}",
         "< 400",
         f"imports alone: {stack_rss} MB",
     )
+    cnn = ["--threads", "2", "cnn", "--lr", "0.1", "--seed", "0", *data]
+    cnn_rss = job_rss([*cnn, "--out", str(scratch / "cnn")])
+    row("CNN job peak RSS, MB (default network, 1 epoch, 2 threads)", f"{cnn_rss}", "<= 1000")
 
     if not args.skip_default:
         default = scratch / "default"
         default.mkdir()
         (default / "config.yaml").write_text((ROOT / "config.yaml").read_text())
-        override = ["--config", f"mlp={{data_dir: {args.data_dir}}}"]
+        override = ["--config"]
+        override += [f"{family}={{data_dir: {args.data_dir}}}" for family in ("mlp", "cnn")]
         full = seconds(snakemake(default, args.cores, *override))
         noop = seconds(snakemake(default, args.cores, *override), repeats=3)
         row(f"default workflow, first run (--cores {args.cores})", f"{full:.1f}", "")
