@@ -37,10 +37,15 @@ REPRODUCIBLE = [
 ]
 
 
+def snakemake_command(root, workdir, *args):
+    """The command line of Snakemake on the project's Snakefile in `workdir`."""
+    return [*SNAKEMAKE, "-s", str(root / "Snakefile"), "--directory", str(workdir), *args]
+
+
 def snakemake(root, workdir, *args, check=True, env=None):
     """Run Snakemake on the project's Snakefile in `workdir`; fail the test if it fails."""
     result = subprocess.run(
-        [*SNAKEMAKE, "-s", str(root / "Snakefile"), "--directory", str(workdir), *args],
+        snakemake_command(root, workdir, *args),
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})},

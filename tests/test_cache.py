@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from helpers import digests_of
+from helpers import digests_of, snakemake
 
 TABLES = [
     "results/toy/history.csv",
@@ -50,30 +50,13 @@ def test_cold_cache_with_many_concurrent_jobs(root, mnist_dir, tmp_path):
     config["toy"] = {}  # the default toy sweep: 36 jobs
     config["mlp"]["data_dir"] = config["cnn"]["data_dir"] = str(mnist_dir)
     cache = tmp_path / "cache"
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    env = {"NUMBA_CACHE_DIR": str(cache)}
     for name, cores in (("cold", "8"), ("warm", "1")):
         workdir = tmp_path / name
         workdir.mkdir()
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "-s",
-                str(root / "Snakefile"),
-                "--directory",
-                str(workdir),
-                "--cores",
-                cores,
-                "--configfile",
-                str(workdir / "config.yaml"),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        config_file = str(workdir / "config.yaml")
+        snakemake(root, workdir, "--cores", cores, "--configfile", config_file, env=env)
     assert digests_of(tmp_path / "cold", TABLES) == digests_of(tmp_path / "warm", TABLES)
     # The cache the racing jobs wrote is whole: a new job loads, compiles nothing.
     lines = toy_job(cache, tmp_path / "c")

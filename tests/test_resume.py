@@ -5,12 +5,11 @@ bytes."""
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from helpers import digests_of, write_config
+from helpers import digests_of, snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -27,22 +26,10 @@ TABLES = [
 ]
 
 
-def command(root, workdir):
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(root / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--profile",
-        str(root / "workflow/profiles/default"),
-        "--cores",
-        "2",
-        "--configfile",
-        str(workdir / "config.yaml"),
-    ]
+def arguments(root, workdir):
+    """The README's first command, on two cores, in workdir."""
+    profile, config = root / "workflow/profiles/default", workdir / "config.yaml"
+    return ["--profile", str(profile), "--cores", "2", "--configfile", str(config)]
 
 
 def setup(root, mnist_dir, workdir):
@@ -50,8 +37,7 @@ def setup(root, mnist_dir, workdir):
 
 
 def run(root, workdir):
-    result = subprocess.run(command(root, workdir), capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    snakemake(root, workdir, *arguments(root, workdir))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +83,7 @@ def test_killed_mid_epoch_then_same_command_finishes(
 ):
     setup(root, mnist_dir, tmp_path)
     process = subprocess.Popen(
-        command(root, tmp_path),
+        snakemake_command(root, tmp_path, *arguments(root, tmp_path)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

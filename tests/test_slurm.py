@@ -4,13 +4,11 @@ byte for byte."""
 
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 import slurm_cluster
-from helpers import REPRODUCIBLE, digests_of, write_config
+from helpers import REPRODUCIBLE, digests_of, snakemake, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -39,21 +37,7 @@ def _plugin_installed():
 
 
 def run(root, workdir, *args, env=None):
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(root / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        *args,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
-    return result
+    snakemake(root, workdir, "--configfile", str(workdir / "config.yaml"), *args, env=env)
 
 
 def test_sweep_through_the_slurm_profile_equals_a_local_run(root, mnist_dir, cluster, tmp_path):
