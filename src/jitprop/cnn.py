@@ -226,11 +226,16 @@ def train(train_set, test_set, *, lr, seed, on_epoch=None, progress=None, **sett
     batchnorm's running mean and var, as predict takes them), n_params and misclassified (the
     test digits the final network gets wrong: index, label, predicted)."""
     settings = config.run_settings("cnn", settings)
-    training.check_batch_size(settings["batch_size"], len(train_set[1]))
-    rng = np.random.default_rng(seed)
-    trainer = _Trainer(train_set, test_set, settings, rng)
-    fit_settings = {key: settings[key] for key in training.FIT_SETTINGS}
-    result = training.fit(trainer, rng, lr=lr, on_epoch=on_epoch, progress=progress, **fit_settings)
+    trainer, result = training.train(
+        _Trainer,
+        train_set,
+        test_set,
+        settings,
+        lr=lr,
+        seed=seed,
+        on_epoch=on_epoch,
+        progress=progress,
+    )
     params = [{name: view.copy() for name, view in views.items()} for views in trainer.params]
     # A diverged run has no final model, and so no final mistakes.
     misclassified = [] if result["diverged"] else trainer.misclassified()

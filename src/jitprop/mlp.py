@@ -355,9 +355,14 @@ def train(train_set, test_set, *, lr, seed, on_epoch=None, progress=None, **sett
     Returns training.fit's dict (history, steps, timing, diverged, diverged_step) and params,
     the trained [(W, b)]."""
     settings = config.run_settings("mlp", settings)
-    training.check_batch_size(settings["batch_size"], len(train_set[1]))
-    rng = np.random.default_rng(seed)
-    trainer = _Trainer(train_set, test_set, settings, rng)
-    fit_settings = {key: settings[key] for key in training.FIT_SETTINGS}
-    result = training.fit(trainer, rng, lr=lr, on_epoch=on_epoch, progress=progress, **fit_settings)
+    trainer, result = training.train(
+        _Trainer,
+        train_set,
+        test_set,
+        settings,
+        lr=lr,
+        seed=seed,
+        on_epoch=on_epoch,
+        progress=progress,
+    )
     return {"params": trainer.network.unpack(trainer.sgd.theta), **result}

@@ -115,6 +115,18 @@ def check_batch_size(batch_size, N):
         raise ValueError(f"batch_size: expected 1..{N}, found {batch_size}")
 
 
+def train(make_trainer, train_set, test_set, settings, *, lr, seed, on_epoch=None, progress=None):
+    """A family's run: one Generator, default_rng(seed), goes to
+    make_trainer(train_set, test_set, settings, rng), which draws the initial weights, and then
+    to `fit`, which draws the rest.  settings: the family's, complete (config.run_settings).
+    Returns the trainer and fit's dict."""
+    check_batch_size(settings["batch_size"], len(train_set[1]))  # before building the trainer
+    rng = np.random.default_rng(seed)
+    trainer = make_trainer(train_set, test_set, settings, rng)
+    fit_settings = {key: settings[key] for key in FIT_SETTINGS}
+    return trainer, fit(trainer, rng, lr=lr, on_epoch=on_epoch, progress=progress, **fit_settings)
+
+
 def fit(
     model,
     rng,
