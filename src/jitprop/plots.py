@@ -28,6 +28,8 @@ def _grid(n_panels):
 
 MAX_PANELS = 12
 MAX_LINES = 20
+# A sweep's accuracy axis spans at most this many points below the best mean (see sweep_figures).
+FLOOR = 5
 TOY_COLUMNS = ["lr", "init", "seed", "step", "E_total"]
 
 
@@ -381,24 +383,44 @@ def sweep_figures(history, summary, by_lr, figures, family):
         save_figure(figure, f"{figures}/{family}_{metric}_curves.png")
         plt.close(figure)
     figure, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    palette = plt.cm.tab20(np.linspace(0, 1, 20))
+    palette = plt.cm.tab10.colors if len(combos) <= 10 else plt.cm.tab20.colors
+    # A collapsed run (say 30% where the rest reach 98%) would flatten every other line: the
+    # axis shows the best FLOOR points, and means below it sit on its edge with their value.
+    best = by_lr["mean_final_test_accuracy"].max() * 100  # NaN if every run diverged
+    lowest = by_lr["min_final_test_accuracy"].min() * 100
+    floor = math.floor(best - FLOOR) if lowest < best - FLOOR else None
     for k, combo in enumerate(combos):
         rows = _rows(by_lr, keys, combo)
         ok = rows[rows["mean_final_test_accuracy"].notna()]
         mean = ok["mean_final_test_accuracy"] * 100
-        errors = [
-            mean - ok["min_final_test_accuracy"] * 100,
-            ok["max_final_test_accuracy"] * 100 - mean,
-        ]
+        low, high = ok["min_final_test_accuracy"] * 100, ok["max_final_test_accuracy"] * 100
+        color = palette[k % len(palette)]
+        if floor is not None:
+            off = mean < floor
+            for lr, value in zip(ok["lr"][off], mean[off], strict=True):
+                ax.annotate(
+                    f"{value:.1f}%",
+                    (lr, floor),
+                    textcoords="offset points",
+                    xytext=(0, 6),
+                    ha="center",
+                    fontsize=7,
+                    color=color,
+                )
+            mean, low, high = mean.clip(floor), low.clip(floor), high.clip(floor)
         ax.errorbar(
             ok["lr"],
             mean,
-            yerr=errors,
+            yerr=[mean - low, high - mean],
             marker="o",
             capsize=3,
-            color=palette[k % 20],
+            color=color,
             label=_combination_label(keys, combo),
         )
+    if floor is not None:
+        ax.set_ylim(bottom=floor - 0.1 * (best - floor))
+        ax.axhline(floor, color="gray", lw=0.6, ls=":")
+        note += f"; below {floor}%: on the dotted line, mean written"
     ax.set_xscale("log")
     ax.set_xticks(rates, [f"{lr:g}" for lr in rates])
     ax.minorticks_off()
