@@ -227,12 +227,23 @@ def test_loss_and_grads_match_numpy_reference(layers):
             )
 
 
+# Global average pooling, the one kind SMALL leaves out, before a linear layer.
+POOLED = [
+    {"conv": {"out": 2, "kernel": 3, "bias": True}},
+    "relu",
+    "batchnorm",
+    "gap",
+    {"linear": 10},
+]
+
+
 @pytest.mark.kernel
-def test_gradients_match_central_differences():
+@pytest.mark.parametrize("layers", [SMALL, POOLED], ids=["small", "pooled"])
+def test_gradients_match_central_differences(layers):
     """Every entry of every gradient; without the JIT (a coverage run, where a loss costs a
     second), three entries of each."""
-    params, X, y = problem(SMALL, N=3, seed=4)
-    _, grads = cnn.loss_and_grads(params, X, y, SMALL)
+    params, X, y = problem(layers, N=3, seed=4)
+    _, grads = cnn.loss_and_grads(params, X, y, layers)
     eps = 1e-6
     for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
         for name, array in param.items():
@@ -243,9 +254,9 @@ def test_gradients_match_central_differences():
             for at in entries:
                 saved = array[at]
                 array[at] = saved + eps
-                plus, _ = cnn.loss_and_grads(params, X, y, SMALL)
+                plus, _ = cnn.loss_and_grads(params, X, y, layers)
                 array[at] = saved - eps
-                minus, _ = cnn.loss_and_grads(params, X, y, SMALL)
+                minus, _ = cnn.loss_and_grads(params, X, y, layers)
                 array[at] = saved
                 numeric[at] = (plus - minus) / (2 * eps)
             checked = ~np.isnan(numeric)
