@@ -42,13 +42,14 @@ def snakemake_command(root, workdir, *args):
     return [*SNAKEMAKE, "-s", str(root / "Snakefile"), "--directory", str(workdir), *args]
 
 
-def snakemake(root, workdir, *args, check=True, env=None):
+def snakemake(root, workdir, *args, check=True, env=None, timeout=None):
     """Run Snakemake on the project's Snakefile in `workdir`; fail the test if it fails."""
     result = subprocess.run(
         snakemake_command(root, workdir, *args),
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})},
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")

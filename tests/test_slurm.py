@@ -37,7 +37,9 @@ def _plugin_installed():
 
 
 def run(root, workdir, *args, env=None):
-    snakemake(root, workdir, "--configfile", str(workdir / "config.yaml"), *args, env=env)
+    # A bound, so that a cluster that never runs the jobs fails the test instead of hanging it.
+    config = str(workdir / "config.yaml")
+    snakemake(root, workdir, "--configfile", config, *args, env=env, timeout=600)
 
 
 def test_sweep_through_the_slurm_profile_equals_a_local_run(root, mnist_dir, cluster, tmp_path):
