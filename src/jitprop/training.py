@@ -110,17 +110,14 @@ def evaluate_in_batches(evaluate_batch, N, size=EVALUATION_BATCH):
 FIT_SETTINGS = ("epochs", "batch_size", "lr_schedule", "divergence_threshold", "log_every", "dtype")
 
 
-def check_batch_size(batch_size, N):
-    if not 1 <= batch_size <= N:
-        raise ValueError(f"batch_size: expected 1..{N}, found {batch_size}")
-
-
 def train(make_trainer, train_set, test_set, settings, *, lr, seed, on_epoch=None, progress=None):
     """A family's run: one Generator, default_rng(seed), goes to
     make_trainer(train_set, test_set, settings, rng), which draws the initial weights, and then
     to `fit`, which draws the rest.  settings: the family's, complete (config.run_settings).
     Returns the trainer and fit's dict."""
-    check_batch_size(settings["batch_size"], len(train_set[1]))  # before building the trainer
+    batch_size, N = settings["batch_size"], len(train_set[1])
+    if not 1 <= batch_size <= N:  # before the trainer is built
+        raise ValueError(f"batch_size: expected 1..{N}, found {batch_size}")
     rng = np.random.default_rng(seed)
     trainer = make_trainer(train_set, test_set, settings, rng)
     fit_settings = {key: settings[key] for key in FIT_SETTINGS}
@@ -152,7 +149,6 @@ def fit(
     epoch's training pass), diverged, diverged_step).  `on_epoch(epoch, row)` is called after
     each epoch; `progress(epoch, batches_done, batches)` now and then within one."""
     N = model.n_train
-    check_batch_size(batch_size, N)
     history, steps, timing = [], [], []
     step, diverged_step, limit = 0, None, math.inf
     n_batches = -(-N // batch_size)
