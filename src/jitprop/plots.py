@@ -386,11 +386,13 @@ def sweep_figures(history, summary, by_lr, figures, family):
     palette = plt.cm.tab10.colors if len(combos) <= 10 else plt.cm.tab20.colors
     # A collapsed run (say 30% where the rest reach 98%) would flatten every other line: the
     # axis shows the best FLOOR points, and means below it sit on its edge with their value.
-    best = by_lr["mean_final_test_accuracy"].max() * 100  # NaN if every run diverged
-    lowest = by_lr["min_final_test_accuracy"].min() * 100
+    # Of the drawn combinations only: a left-out one must not move the axis.
+    drawn = {combo: _rows(by_lr, keys, combo) for combo in combos}
+    shown = by_lr.loc[[index for rows in drawn.values() for index in rows.index]]
+    best = shown["mean_final_test_accuracy"].max() * 100  # NaN if every drawn run diverged
+    lowest = shown["min_final_test_accuracy"].min() * 100
     floor = math.floor(best - FLOOR) if lowest < best - FLOOR else None
-    for k, combo in enumerate(combos):
-        rows = _rows(by_lr, keys, combo)
+    for k, (combo, rows) in enumerate(drawn.items()):
         ok = rows[rows["mean_final_test_accuracy"].notna()]
         mean = ok["mean_final_test_accuracy"] * 100
         low, high = ok["min_final_test_accuracy"] * 100, ok["max_final_test_accuracy"] * 100
