@@ -58,12 +58,15 @@ def snakemake(root, workdir, *args, check=True, env=None, timeout=None):
 
 def write_config(root, mnist_dir, directory, name="tiny", **changes):
     """tests/config/<name>.yaml with MNIST from mnist_dir, written to directory/config.yaml;
-    `changes` set section__key to a value."""
+    `changes` set section__key to a value, or a whole section (section={} for its defaults)."""
     config = yaml.safe_load((root / f"tests/config/{name}.yaml").read_text())
     for section in ("mlp", "cnn"):
         if section in config:
             config[section]["data_dir"] = str(mnist_dir)
     for dotted, value in changes.items():
+        if "__" not in dotted:
+            config[dotted] = value
+            continue
         section, key = dotted.split("__")
         config.setdefault(section, {})[key] = value
     directory.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,8 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
-from helpers import digests_of, snakemake
+from helpers import digests_of, snakemake, write_config
 
 TABLES = [
     "results/toy/history.csv",
@@ -46,17 +45,12 @@ def test_numba_cache_dir_is_honoured(tmp_path):
 
 @pytest.mark.workflow
 def test_cold_cache_with_many_concurrent_jobs(root, mnist_dir, tmp_path):
-    config = yaml.safe_load((root / "tests/config/tiny.yaml").read_text())
-    config["toy"] = {}  # the default toy sweep: 36 jobs
-    config["mlp"]["data_dir"] = config["cnn"]["data_dir"] = str(mnist_dir)
     cache = tmp_path / "cache"
     env = {"NUMBA_CACHE_DIR": str(cache)}
     for name, cores in (("cold", "8"), ("warm", "1")):
         workdir = tmp_path / name
-        workdir.mkdir()
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        config_file = str(workdir / "config.yaml")
-        snakemake(root, workdir, "--cores", cores, "--configfile", config_file, env=env)
+        config_file = write_config(root, mnist_dir, workdir, toy={})  # the default sweep: 36 jobs
+        snakemake(root, workdir, "--cores", cores, "--configfile", str(config_file), env=env)
     assert digests_of(tmp_path / "cold", TABLES) == digests_of(tmp_path / "warm", TABLES)
     # The cache the racing jobs wrote is whole: a new job loads, compiles nothing.
     lines = toy_job(cache, tmp_path / "c")
