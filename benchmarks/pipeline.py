@@ -7,7 +7,7 @@ dry-run DAG and the whole run of a 10,000-run toy sweep (100 learning rates x 10
     python benchmarks/pipeline.py [--data-dir ../shared/data/mnist] [--cores 2] [--skip-default]
 
 The no-op rerun needs the default workflow finished first: the script runs it in a scratch
-directory (about 15 minutes on 2 cores, most of it the CNN) unless --skip-default.
+directory (about 12 minutes on 2 cores, most of it the CNN) unless --skip-default.
 """
 
 import argparse

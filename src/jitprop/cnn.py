@@ -15,6 +15,8 @@ from jitprop import config, training
 from jitprop.cnn_net import CLASSES, IMAGE, LayerError, Network, Pass, parse_layers, summary
 
 __all__ = [
+    "MNIST_MEAN",
+    "MNIST_STD",
     "LayerError",
     "init_params",
     "loss_and_grads",

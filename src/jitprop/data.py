@@ -11,6 +11,8 @@ import numpy as np
 
 from jitprop.io import atomic_path
 
+__all__ = ["DataError", "download_mnist", "load_mnist", "load_split"]
+
 # Canonical release: decompressed MD5s identify the data whatever the compression.
 FILES = {
     "train_images": "train-images-idx3-ubyte",
