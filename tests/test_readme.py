@@ -18,6 +18,7 @@ def test_python_example_runs(root, mnist_dir, capsys):
     assert namespace["labels"].shape == (256,)
     assert np.isfinite(namespace["loss"])
     result = namespace["result"]  # the CNN's, one epoch on the 60,000 training images
-    assert len(result["history"]) == 1 and not result["diverged"]
+    assert len(result["history"]) == 1
+    assert not result["diverged"]
     assert np.mean(namespace["labels"] == namespace["y"]) > 0.8
     assert "total" in capsys.readouterr().out  # the printed per-layer table
