@@ -167,6 +167,13 @@ def test_run_settings_fill_defaults_and_name_bad_ones():
         config.run_settings("mlp", {"schedule": "cosine"})
     with pytest.raises(ConfigError, match=r"config key mlp.epochs: found 0"):
         config.run_settings("mlp", {"epochs": 0})
+    # A nested setting given in part gets the rest of its defaults, as in a config file.
+    assert config.run_settings("cnn", {"augment": {"rotation": 3.0}})["augment"] == {
+        "rotation": 3.0,
+        "shift": 0.0,
+    }
+    with pytest.raises(ConfigError, match=r"config key cnn.augment: .*'rotate' was unexpected"):
+        config.run_settings("cnn", {"augment": {"rotate": 3.0}})
 
 
 SWEEP_BAD = [

@@ -115,7 +115,8 @@ def run_settings(section, settings):
         raise ConfigError(
             f"{section} setting {unknown[0]!r} unknown; expected one of: " + ", ".join(keys)
         )
-    filled = {key: settings.get(key, value) for key, value in defaults(section).items()}
+    filled = copy.deepcopy(dict(settings))
+    _fill_defaults(filled, _schema()["properties"][section])  # nested keys too: augment.shift
     problems = _schema_problems({section: filled}, _schema())
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
