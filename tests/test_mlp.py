@@ -43,6 +43,7 @@ def test_gradients_match_central_differences(activation, loss):
                 numeric,
                 rtol=1e-5,
                 atol=1e-9,
+                equal_nan=False,
                 err_msg=f"{name} differs from finite differences",
             )
 
@@ -103,7 +104,8 @@ def test_layer_kernels_give_the_bits_of_one_term_at_a_time(dtype, B, D, H):
     np.testing.assert_array_equal(db, np.cumsum(dout, axis=0)[-1], err_msg="db")
     layers.dense_backward_input(dx, dout, W)
     np.testing.assert_array_equal(dx, expected_dx, err_msg="dense_backward_input")
-    # The input layer's kernels, on the batch's CSR and CSC.
+    # The input layer's kernels, on the batch's CSR and CSC, into outputs that must be overwritten.
+    out[:], dW[:], db[:] = np.nan, np.nan, np.nan
     network = mlp._Network([D, H], dtype)
     samples = network.samples(x, np.zeros(B), scale=1)
     batch = mlp._gather_batch(network.batch_buffers(B), samples, np.arange(B))
@@ -112,6 +114,7 @@ def test_layer_kernels_give_the_bits_of_one_term_at_a_time(dtype, B, D, H):
     layers.csr_to_csc(batch.csc, batch.csr, B)
     layers.csc_backward_params(dW, db, dout, batch.csc)
     np.testing.assert_array_equal(dW, expected_dW, err_msg="csc_backward_params dW")
+    np.testing.assert_array_equal(db, np.cumsum(dout, axis=0)[-1], err_msg="csc_backward_params db")
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread here")
@@ -167,8 +170,9 @@ def images(n, seed=0):
 
 
 @pytest.mark.kernel
-def test_training_step_matches_reference_sgd_momentum():
-    train_set = images(8)
+def test_training_steps_match_reference_sgd_momentum():
+    """Three steps, so that the velocity of one step carries into the next."""
+    train_set = images(12)
     kwargs = dict(
         layers=[784, 5, 10],
         activation="tanh",
@@ -176,21 +180,22 @@ def test_training_step_matches_reference_sgd_momentum():
         lr=0.3,
         seed=4,
         epochs=1,
-        batch_size=8,
+        batch_size=4,
         momentum=0.9,
         weight_decay=0.01,
+        lr_schedule="constant",
         dtype="float64",
     )
     after = mlp.train(train_set, train_set, **kwargs)["params"]
     rng = np.random.default_rng(4)
-    params = mlp.init_params([784, 5, 10], rng, "float64", "tanh")
-    order = rng.permutation(8)
-    X = train_set[0][order] / 255.0
-    _, grads = reference.mlp_loss_and_grads(
-        params, X, train_set[1][order].astype(int), "tanh", "cross_entropy"
-    )
-    zeros = [(np.zeros_like(W), np.zeros_like(b)) for W, b in params]
-    expected, _ = reference.sgd_momentum(params, zeros, grads, 0.3, 0.9, 0.01)
+    expected = mlp.init_params([784, 5, 10], rng, "float64", "tanh")
+    velocity = [(np.zeros_like(W), np.zeros_like(b)) for W, b in expected]
+    order = rng.permutation(12)
+    for step in range(3):
+        batch = order[4 * step : 4 * step + 4]
+        X, y = train_set[0][batch] / 255.0, train_set[1][batch].astype(int)
+        _, grads = reference.mlp_loss_and_grads(expected, X, y, "tanh", "cross_entropy")
+        expected, velocity = reference.sgd_momentum(expected, velocity, grads, 0.3, 0.9, 0.01)
     for layer, ((W, b), (rW, rb)) in enumerate(zip(after, expected, strict=True)):
         np.testing.assert_allclose(W, rW, rtol=1e-12, atol=1e-15, err_msg=f"W{layer + 1} differs")
         np.testing.assert_allclose(b, rb, rtol=1e-12, atol=1e-15, err_msg=f"b{layer + 1} differs")
