@@ -489,11 +489,9 @@ def test_augmentation_turns_and_shifts_about_the_centre():
     cnn._gather(out, x, index, angles, shifts, 0.0, 1.0)
     image = x[0].reshape(28, 28) / 255
     np.testing.assert_allclose(out[0], image, atol=1e-12, err_msg="no change is not a copy")
-    # A quarter turn about the centre (13.5, 13.5) moves whole pixels: a 90 degree rotation.
-    turned = np.rot90(image, k=1)
-    assert np.allclose(out[1], turned, atol=1e-9) or np.allclose(
-        out[1], np.rot90(image, -1), atol=1e-9
-    )
+    # A quarter turn about the centre (13.5, 13.5) moves whole pixels: a positive angle turns
+    # the digit anticlockwise as drawn, as np.rot90 does.
+    np.testing.assert_allclose(out[1], np.rot90(image, k=1), atol=1e-9, err_msg="quarter turn")
     shifted = np.zeros_like(image)
     shifted[2:, :25] = image[:26, 3:]
     np.testing.assert_allclose(out[2], shifted, atol=1e-12, err_msg="shift by (2, -3) differs")

@@ -21,7 +21,9 @@ TABLES = [
     "results/mlp/summary.csv",
     "results/mlp/summary_by_lr.csv",
     "results/cnn/history.csv",
+    "results/cnn/steps.csv",
     "results/cnn/summary.csv",
+    "results/cnn/summary_by_lr.csv",
     "results/cnn/misclassified.csv",
 ]
 
@@ -67,16 +69,25 @@ def live_members(pgid, wait=10.0):
         time.sleep(0.1)
 
 
-def started_epoch(workdir, family):
-    """True once a job of the family is past its start-up and inside training."""
-    logs = list((workdir / "results/logs" / family).glob("lr~*/seed~*.log"))
-    return any(log.stat().st_size > 0 for log in logs)
+def training(workdir, family):
+    """The runs of the family that have read their data and begun training (their logs say so
+    then), as [(lr, seed) directory parts]."""
+    logs = (workdir / "results/logs" / family).glob("lr~*/seed~*.log")
+    marker = f"jitprop {family}: "
+    return [
+        log.relative_to(workdir / "results/logs" / family).with_suffix("")
+        for log in logs
+        if any(
+            line.startswith(marker) and line.endswith("; training")
+            for line in log.read_text().splitlines()
+        )
+    ]
 
 
 @pytest.mark.parametrize(
     ("family", "sig"),
-    [("mlp", signal.SIGINT), ("mlp", signal.SIGKILL), ("cnn", signal.SIGKILL)],
-    ids=["mlp-SIGINT", "mlp-SIGKILL", "cnn-SIGKILL"],
+    [(family, sig) for family in ("mlp", "cnn") for sig in (signal.SIGINT, signal.SIGKILL)],
+    ids=["mlp-SIGINT", "mlp-SIGKILL", "cnn-SIGINT", "cnn-SIGKILL"],
 )
 def test_killed_mid_epoch_then_same_command_finishes(
     root, mnist_dir, tmp_path, uninterrupted, family, sig
@@ -89,16 +100,17 @@ def test_killed_mid_epoch_then_same_command_finishes(
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while not started_epoch(tmp_path, family):
+    while not (started := training(tmp_path, family)):
         assert process.poll() is None, "the workflow ended before it could be interrupted"
-        assert time.monotonic() < deadline, f"no {family} job started within 120 s"
+        assert time.monotonic() < deadline, f"no {family} job began training within 120 s"
         time.sleep(0.05)
-    time.sleep(1.5)  # start-up (imports, data) takes about 1 s: now inside the first epoch
+    time.sleep(0.3)  # past the first batches, well before the end of the first epoch
     # The whole process group, as a terminal's Ctrl-C or a lost machine would.
     os.killpg(process.pid, sig)
     process.wait(timeout=60)
     assert live_members(process.pid) == [], "part of the killed run is still running"
-    assert not (tmp_path / f"results/{family}/summary.csv").exists(), "killed too late to test"
+    for name in started:  # killed inside training: the run had written none of its tables
+        assert not (tmp_path / f"results/{family}/runs/{name}/history.csv").exists(), name
     run(root, tmp_path)
     assert digests_of(tmp_path, TABLES) == uninterrupted
     leftovers = [p for p in (tmp_path / "results").rglob(".*.tmp")]

@@ -129,6 +129,13 @@ def _train(args, family):
     for key in DATA_OPTIONS:
         del settings[key]
     model = importlib.import_module(f"jitprop.{family}")
+    # In the job's log: the data is read and training begins (the progress bar is not logged).
+    print(
+        f"jitprop {family}: {len(train_set[1])} training and {len(test_set[1])} test images; "
+        "training",
+        file=sys.stderr,
+        flush=True,
+    )
     result = model.train(
         train_set,
         test_set,

@@ -37,8 +37,9 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 @njit(cache=True, parallel=True)
 def _gather(x, images, index, angles, shifts, mean, std):
     """x (B, 28, 28) = the images[index] (uint8, (N, 784)), each turned by angles[n]
-    radians about its centre and moved by shifts[n] = (dy, dx) pixels, sampled bilinearly with
-    zeros outside, scaled to [0, 1] and normalized by mean and std.  Angle and shift 0 copy."""
+    radians about its centre (anticlockwise as drawn, as np.rot90) and moved by shifts[n] =
+    (dy, dx) pixels, sampled bilinearly with zeros outside, scaled to [0, 1] and normalized by
+    mean and std.  Angle and shift 0 copy."""
     side = 28
     centre = (side - 1) / 2
     for n in prange(index.size):
