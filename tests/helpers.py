@@ -134,3 +134,16 @@ def table_mismatches(xlsx, history):
                 if not _close(cell.value, expected[column]):
                     mismatches.append((f"{name}!{cell.coordinate}", cell.value, expected[column]))
     return mismatches
+
+
+def need_two_threads():
+    """Tests that compare one thread with two need both a second CPU and a second Numba
+    thread: without them they skip, and under CI=true they fail, for CI must run them."""
+    import numba
+
+    have = min(len(os.sched_getaffinity(0)), numba.config.NUMBA_NUM_THREADS)
+    if have < 2:
+        why = f"one thread here ({have}), and the test compares one thread with two"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must compare one thread with two, but: {why}")
+        pytest.skip(why)

@@ -12,6 +12,7 @@ from jitprop import cnn, data, training
 from jitprop import cnn_layers as kernels
 
 import reference
+from helpers import need_two_threads
 
 EXAMPLE = [  # the example network
     {"conv": {"out": 8, "kernel": 3}},
@@ -453,8 +454,8 @@ def test_training_learns_and_is_reproducible(mnist_subset):
     assert train_tiny(mnist_subset, seed=1)["history"] != first["history"]
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread here")
 def test_training_gives_the_same_bits_on_one_thread_and_two(mnist_subset):
+    need_two_threads()
     results = []
     for threads in (1, 2):
         numba.set_num_threads(threads)

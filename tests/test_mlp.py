@@ -7,6 +7,7 @@ import pytest
 from jitprop import layers, mlp, training
 
 import reference
+from helpers import need_two_threads
 
 CASES = [(act, loss) for act in mlp.ACTIVATIONS for loss in mlp.LOSSES]
 
@@ -117,8 +118,8 @@ def test_layer_kernels_give_the_bits_of_one_term_at_a_time(dtype, B, D, H):
     np.testing.assert_array_equal(db, np.cumsum(dout, axis=0)[-1], err_msg="csc_backward_params db")
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread here")
 def test_training_gives_the_same_bits_on_one_thread_and_two():
+    need_two_threads()
     train_set = images(300, 4)
     kwargs = dict(
         layers=[784, 40, 24, 10],

@@ -192,10 +192,13 @@ def test_one_function_chooses_the_file_a_run_reads(tmp_path, present, chosen):
             data.find_file(tmp_path, "x")
 
 
-def test_the_workflow_tracks_the_files_the_run_reads(mnist_dir):
-    assert runs.mnist_files(mnist_dir) == [
-        str(data.find_file(mnist_dir, stem)) for stem in data.FILES.values()
-    ]
+def test_the_workflow_tracks_the_files_the_run_reads(mnist_dir, monkeypatch):
+    read = []
+    real = data._read_bytes
+    monkeypatch.setattr(data, "_read_bytes", lambda path: read.append(str(path)) or real(path))
+    data.load_mnist(mnist_dir, train_size=10, test_size=10)
+    assert sorted(runs.mnist_files(mnist_dir)) == sorted(read)
+    assert len(read) == 4
 
 
 SUBCOMMANDS = ["toy", "toy-aggregate", "toy-plot", "toy-sheet", "mlp", "mlp-aggregate"]

@@ -18,6 +18,7 @@ from helpers import (
     SNAKEMAKE,
     constant_cells,
     digests_of,
+    need_two_threads,
     snakemake,
     table_mismatches,
     write_config,
@@ -160,6 +161,8 @@ def test_jobs_get_the_threads_of_their_rule(tiny_run):
 def test_jobs_on_other_thread_counts_give_the_same_bytes(
     root, mnist_dir, tiny_run, tmp_path, family, threads
 ):
+    if threads == 2:
+        need_two_threads()
     config = tiny_config(root, mnist_dir, tmp_path)
     snakemake(
         root,
