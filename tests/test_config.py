@@ -140,10 +140,14 @@ def test_all_problems_are_listed_at_once(schema):
         validate_config(config, schema)
 
 
-def test_seeds_become_ints(schema):
-    config = validate_config(with_value({}, "mlp.seeds", [1.0, 2]), schema)
-    assert config["mlp"]["seeds"] == [1, 2]
-    assert isinstance(config["mlp"]["seeds"][0], int)
+def test_integers_are_whole_number_types(schema):
+    """JSON Schema counts 1.0 as an integer; range() and array shapes do not, nor do seeds in
+    directory names: a float (or a bool) where an integer belongs is named, before any job."""
+    with pytest.raises(ConfigError, match=r"config key mlp.seeds\[0\]: found 1.0: .* 'integer'"):
+        validate_config(with_value({}, "mlp.seeds", [1.0, 2]), schema)
+    with pytest.raises(ConfigError, match=r"config key cnn.epochs: found True: .* 'integer'"):
+        validate_config(with_value({}, "cnn.epochs", True), schema)
+    assert validate_config(with_value({}, "mlp.seeds", [1, 2]), schema)["mlp"]["seeds"] == [1, 2]
 
 
 def test_the_workflow_reads_the_packaged_schema(root, schema):
@@ -167,6 +171,13 @@ def test_run_settings_fill_defaults_and_name_bad_ones():
         config.run_settings("mlp", {"schedule": "cosine"})
     with pytest.raises(ConfigError, match=r"config key mlp.epochs: found 0"):
         config.run_settings("mlp", {"epochs": 0})
+    # The network must fit MNIST, as in a config file (a wrong size once crashed the kernels).
+    with pytest.raises(ConfigError, match=r"config key mlp.layers\[0\]: found 100, expected 784"):
+        config.run_settings("mlp", {"layers": [100, 10]})
+    with pytest.raises(ConfigError, match=r"config key mlp.layers\[2\]: found 5, expected 10"):
+        config.run_settings("mlp", {"layers": [784, 16, 5]})
+    with pytest.raises(ConfigError, match=r"config key cnn.layers\[1\] \(linear\): "):
+        config.run_settings("cnn", {"layers": [{"conv": {"out": 2, "kernel": 3}}, {"linear": 5}]})
     # A nested setting given in part gets the rest of its defaults, as in a config file.
     assert config.run_settings("cnn", {"augment": {"rotation": 3.0}})["augment"] == {
         "rotation": 3.0,

@@ -5,6 +5,7 @@ that name the key."""
 import copy
 import functools
 import math
+import numbers
 from pathlib import Path
 
 import yaml
@@ -84,10 +85,23 @@ def _schema_problems(instance, schema):
         f"config key {key_name(p)}: found {v!r}, expected a finite number"
         for p, v in _non_finite(instance)
     ]
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator_class(jsonschema)(schema)
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
         problems.append(_schema_error(error, schema))
     return problems
+
+
+@functools.cache
+def _validator_class(jsonschema):
+    """JSON Schema 2020-12, but an integer is a whole-number type: 3, not 3.0 (which JSON
+    Schema counts as an integer, and which range() and array shapes refuse) nor True."""
+
+    def is_integer(_checker, instance):
+        return isinstance(instance, numbers.Integral) and not isinstance(instance, bool)
+
+    base = jsonschema.Draft202012Validator
+    types = base.TYPE_CHECKER.redefine("integer", is_integer)
+    return jsonschema.validators.extend(base, type_checker=types)
 
 
 def load_schema(path=SCHEMA):
@@ -118,6 +132,11 @@ def run_settings(section, settings):
     filled = copy.deepcopy(dict(settings))
     _fill_defaults(filled, _schema()["properties"][section])  # nested keys too: augment.shift
     problems = _schema_problems({section: filled}, _schema())
+    if not problems and section != "toy":
+        problems = [
+            f"config key {section}.{key}: {message}"
+            for key, message in _layer_problems(section, filled)
+        ]
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
     return {key: filled[key] for key in keys}
@@ -143,8 +162,6 @@ def validate_config(config, schema=None):
                 problems += _combination_problems(section, config[section])
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
-    for section in SECTIONS:
-        config[section]["seeds"] = [int(seed) for seed in config[section]["seeds"]]
     return config
 
 
@@ -230,7 +247,13 @@ def _section_problems(section, settings):
         if not low < high:
             return [("init_range", f"found {settings['init_range']}, expected low < high")]
         return []
-    problems = _data_problems(section, settings)
+    return _data_problems(section, settings) + _layer_problems(section, settings)
+
+
+def _layer_problems(section, settings):
+    """[(key, what is wrong)] of an MNIST network's layers beyond the schema: 784 pixels in,
+    10 classes out, and (the CNN's) shapes that fit."""
+    problems = []
     if section == "mlp":
         layers = settings["layers"]
         if layers[0] != MNIST_PIXELS:
