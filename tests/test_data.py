@@ -66,6 +66,20 @@ def test_limit_takes_the_first_samples(mnist_dir):
     np.testing.assert_array_equal(labels, full_labels[:7])
 
 
+@pytest.mark.parametrize(
+    ("split", "limit", "message"),
+    [
+        ("val", None, r"split: expected 'train' or 'test', found 'val'"),
+        ("test", 0, r"limit: expected a whole number >= 1 \(or None for all\), found 0"),
+        ("test", -1, r"limit: .* found -1"),
+        ("test", 2.5, r"limit: .* found 2\.5"),
+    ],
+)
+def test_bad_split_or_limit_is_named(mnist_dir, split, limit, message):
+    with pytest.raises(ValueError, match=message):
+        data.load_split(mnist_dir, split, limit)
+
+
 @pytest.mark.parametrize("compress", [True, False])
 def test_small_files_gzipped_or_not(tmp_path, compress):
     small_split(tmp_path, compress=compress)

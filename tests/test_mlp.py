@@ -4,7 +4,7 @@ import numba
 import numpy as np
 import pytest
 
-from jitprop import layers, mlp, training
+from jitprop import cnn, layers, mlp, training
 
 import reference
 from helpers import need_two_threads
@@ -200,6 +200,49 @@ def test_training_steps_match_reference_sgd_momentum():
     for layer, ((W, b), (rW, rb)) in enumerate(zip(after, expected, strict=True)):
         np.testing.assert_allclose(W, rW, rtol=1e-12, atol=1e-15, err_msg=f"W{layer + 1} differs")
         np.testing.assert_allclose(b, rb, rtol=1e-12, atol=1e-15, err_msg=f"b{layer + 1} differs")
+
+
+BAD_INPUT = [
+    (
+        lambda s: ({"images": s[0]}, s),
+        {},
+        r"train_set: expected a pair \(images, labels\), found a dict",
+    ),
+    (lambda s: (s, None), {}, r"test_set: expected a pair \(images, labels\), found a NoneType"),
+    (
+        lambda s: ((s[0] / 255, s[1]), s),
+        {},
+        r"train_set\[0\]: expected uint8 images of shape \(N, 784\)",
+    ),
+    (lambda s: ((s[0].reshape(-1, 28, 28), s[1]), s), {}, r"found uint8 \(40, 28, 28\)"),
+    (lambda s: (s, (s[0][:0], s[1][:0])), {}, r"test_set: expected at least one image, found none"),
+    (
+        lambda s: ((s[0], s[1][:20]), s),
+        {},
+        r"train_set\[1\]: expected 40 integer labels, one per image",
+    ),
+    (lambda s: (s, (s[0], s[1] + 0.5)), {}, r"test_set\[1\]: expected 40 integer labels"),
+    (
+        lambda s: ((s[0], s[1] + 9), s),
+        {},
+        r"train_set\[1\]: expected labels in 0\.\.9, found 9\.\.18",
+    ),
+    (lambda s: (s, s), {"lr": -1.0}, r"lr: expected a finite number > 0, found -1\.0"),
+    (lambda s: (s, s), {"lr": "0.1"}, r"lr: expected a finite number > 0, found '0\.1'"),
+    (lambda s: (s, s), {"seed": -1}, r"seed: expected an integer >= 0, found -1"),
+    (lambda s: (s, s), {"seed": 1.5}, r"seed: expected an integer >= 0, found 1\.5"),
+]
+
+
+@pytest.mark.parametrize("family", [mlp, cnn], ids=["mlp", "cnn"])
+@pytest.mark.parametrize(("sets", "changes", "message"), BAD_INPUT)
+def test_bad_training_input_is_named(family, sets, changes, message):
+    """What the trainers take from a Python caller, checked before any work: each data set,
+    its images and labels, lr and seed, named with what was expected."""
+    train_set, test_set = sets(images(40))
+    arguments = {"lr": 0.1, "seed": 0} | changes
+    with pytest.raises(ValueError, match=message):
+        family.train(train_set, test_set, epochs=1, batch_size=8, **arguments)
 
 
 def test_training_learns_and_is_deterministic():

@@ -1,6 +1,9 @@
 """The runs a config asks for (jitprop.runs), the files they read, and the command line that
 carries them: paths, order, chunks and arguments, all from the config and its schema."""
 
+import subprocess
+import sys
+
 import pytest
 
 from jitprop import cli, config, data, runs
@@ -211,3 +214,17 @@ def test_every_help_prints(command, capsys):
         cli.main([*command, "--help"])
     assert exit.value.code == 0
     assert "usage: jitprop" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option", ["--train-size", "--test-size"])
+def test_cli_data_sizes_below_one_are_named(option, mnist_dir, tmp_path):
+    # In a process of its own: the CLI sets NUMBA_NUM_THREADS in its environment.
+    args = ["mlp", "--lr", "0.1", "--seed", "0", "--data-dir", mnist_dir, option, "-1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "jitprop", *map(str, args), "--out", tmp_path / "out"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert f"jitprop mlp: error: {option}: expected a whole number >= 1, found -1" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -123,6 +123,10 @@ def _train(args, family):
 
     from jitprop import data, runs, tables
 
+    for key in ("train_size", "test_size"):  # the config's checks, for the command line
+        if getattr(args, key) is not None and getattr(args, key) < 1:
+            option = "--" + key.replace("_", "-")
+            raise ValueError(f"{option}: expected a whole number >= 1, found {getattr(args, key)}")
     train_set = data.load_split(args.data_dir, "train", args.train_size)
     test_set = data.load_split(args.data_dir, "test", args.test_size)
     settings = {key: getattr(args, key) for key in runs.options(family)}

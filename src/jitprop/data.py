@@ -3,6 +3,7 @@ from configured https mirrors with MD5 verification, never leaving a partial fil
 
 import gzip
 import hashlib
+import numbers
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -111,6 +112,12 @@ def load_split(data_dir, split, limit=None, verify=True):
     """Images (N, 784) uint8 and labels (N,) uint8 of the 'train' or 'test' split; only the
     first `limit` samples when given.  Pixels stay uint8 to keep memory low: scale per batch.
     With `verify`, each file must match the canonical MNIST MD5."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', found {split!r}")
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1
+    ):
+        raise ValueError(f"limit: expected a whole number >= 1 (or None for all), found {limit!r}")
     stems = FILES[f"{split}_images"], FILES[f"{split}_labels"]
     images_path, labels_path = (find_file(data_dir, stem) for stem in stems)
     images = read_idx(images_path, IMAGE_MAGIC, DECOMPRESSED_MD5[stems[0]] if verify else None)

@@ -3,11 +3,14 @@ learning-rate schedules, the divergence rule, the epoch loop with its history ro
 evaluation in batches.  A family supplies only its network (see `fit`'s `model`)."""
 
 import math
+import numbers
 import time
 from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange
+
+from jitprop import config
 
 # Parameters, gradients and momentum live in flat buffers laid out alike, as llm.c does: one
 # update loop, one allocation.  `blocks` (K, 3) cuts theta into runs of at most BLOCK
@@ -106,6 +109,34 @@ def evaluate_in_batches(evaluate_batch, N, size=EVALUATION_BATCH):
     return total / N, correct / N
 
 
+def _checked_set(name, data_set):
+    """(images, labels) of an MNIST set as the trainers read it, or a ValueError naming what is
+    wrong with it: images uint8 (N, 784), as data.load_split gives them, labels N in 0..9."""
+    try:
+        images, labels = (np.asarray(part) for part in data_set)
+    except (TypeError, ValueError):
+        found = type(data_set).__name__
+        raise ValueError(f"{name}: expected a pair (images, labels), found a {found}") from None
+    pixels, classes = config.MNIST_PIXELS, config.MNIST_CLASSES
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != pixels:
+        raise ValueError(
+            f"{name}[0]: expected uint8 images of shape (N, {pixels}), as data.load_split gives "
+            f"them, found {images.dtype} {images.shape}"
+        )
+    if not len(images):
+        raise ValueError(f"{name}: expected at least one image, found none")
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"{name}[1]: expected {len(images)} integer labels, one per image, found "
+            f"{labels.dtype} {labels.shape}"
+        )
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(
+            f"{name}[1]: expected labels in 0..{classes - 1}, found {labels.min()}..{labels.max()}"
+        )
+    return images, labels
+
+
 # The settings fit takes, named as the config's keys.
 FIT_SETTINGS = ("epochs", "batch_size", "lr_schedule", "divergence_threshold", "log_every", "dtype")
 
@@ -115,6 +146,11 @@ def train(make_trainer, train_set, test_set, settings, *, lr, seed, on_epoch=Non
     make_trainer(train_set, test_set, settings, rng), which draws the initial weights, and then
     to `fit`, which draws the rest.  settings: the family's, complete (config.run_settings).
     Returns the trainer and fit's dict."""
+    train_set, test_set = _checked_set("train_set", train_set), _checked_set("test_set", test_set)
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
+        raise ValueError(f"lr: expected a finite number > 0, found {lr!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0, found {seed!r}")
     batch_size, N = settings["batch_size"], len(train_set[1])
     if not 1 <= batch_size <= N:  # before the trainer is built
         raise ValueError(f"batch_size: expected 1..{N}, found {batch_size}")
