@@ -352,6 +352,68 @@ def test_predict_uses_the_running_statistics():
     np.testing.assert_array_equal(labels, logits.argmax(axis=1))
 
 
+NET = [{"conv": {"out": 4, "kernel": 3}}, "relu", "batchnorm", "gap", {"linear": 10}]
+
+
+def bad_stats(mean=None, var=None):
+    """NET's statistics, good unless mean or var is given."""
+    mean = np.zeros(4) if mean is None else mean
+    var = np.ones(4) if var is None else var
+    return [{}, {}, {"mean": mean, "var": var}, {}, {}]
+
+
+def other_conv(params):
+    return [{"W": np.zeros((8, 1, 3, 3))}, *params[1:]]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda P, X, y: cnn.predict(P, bad_stats(mean=np.zeros(3)), X, NET),
+            r"stats\[2\]\['mean'\]: expected 4 finite",
+        ),
+        (
+            lambda P, X, y: cnn.predict(P, bad_stats(var=-np.ones(4)), X, NET),
+            r"stats\[2\]\['var'\]: expected variances >= 0",
+        ),
+        (
+            lambda P, X, y: cnn.predict(P, bad_stats(var=np.full(4, np.nan)), X, NET),
+            r"stats\[2\]\['var'\]: expected 4 finite",
+        ),
+        (lambda P, X, y: cnn.predict(P, None, X, NET), r"stats: expected a list of 5 dicts"),
+        (
+            lambda P, X, y: cnn.predict(P, bad_stats(), X, NET, batch=0),
+            r"batch: expected a whole number >= 1, found 0",
+        ),
+        (
+            lambda P, X, y: cnn.loss_and_grads(other_conv(P), X, y, NET),
+            r"params\[0\] \(conv\): expected \{'W': \(4, 1, 3, 3\)\}, found \{'W': \(8, 1,",
+        ),
+        (
+            lambda P, X, y: cnn.loss_and_grads([(1, 2)] * 5, X, y, NET),
+            r"params: expected a list of one dict per layer",
+        ),
+        (
+            lambda P, X, y: cnn.loss_and_grads(
+                [{k: v.astype(int) for k, v in p.items()} for p in P], X, y, NET
+            ),
+            r"params: expected one dtype, float32 or float64, found \['int64'\]",
+        ),
+        (
+            lambda P, X, y: cnn.loss_and_grads(P, X, None, NET),
+            r"y: expected 3 labels in 0\.\.9, found None",
+        ),
+    ],
+)
+def test_bad_params_stats_and_arguments_are_named(call, message):
+    params = cnn.init_params(NET, 0, "float64")
+    X, y = np.zeros((3, 28, 28)), np.array([1, 2, 3])
+    assert cnn.predict(params, bad_stats(), X, NET).shape == (3,)  # the good call works
+    with pytest.raises(ValueError, match=message):
+        call(params, X, y)
+
+
 def test_init_params_shapes_and_seeds():
     params = cnn.init_params(EXAMPLE, 0, "float32")
     shapes = [{name: v.shape for name, v in p.items()} for p in params]

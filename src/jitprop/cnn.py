@@ -7,6 +7,7 @@ jitprop.training.
 """
 
 import math
+import numbers
 
 import numpy as np
 from numba import njit, prange
@@ -95,13 +96,45 @@ def init_params(entries, seed, dtype=None):
 
 
 def _network_of(params, entries):
-    dtypes = {view.dtype for layer in params for view in layer.values()}
-    if len(dtypes) != 1:
-        raise ValueError(f"params: expected one float dtype, found {sorted(map(str, dtypes))}")
+    """The network of `entries`, in the dtype of `params`, which must fit it: one dict a layer,
+    the names and shapes init_params gives, float32 or float64 throughout."""
+    if not isinstance(params, list) or not all(isinstance(layer, dict) for layer in params):
+        raise ValueError("params: expected a list of one dict per layer, as init_params gives")
+    dtypes = {np.asarray(view).dtype for layer in params for view in layer.values()}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in (np.float32, np.float64):
+        raise ValueError(
+            f"params: expected one dtype, float32 or float64, found {sorted(map(str, dtypes))}"
+        )
     network = Network(entries, dtypes.pop())
     if len(params) != len(network.specs):
         raise ValueError(f"params: {len(params)} layers, expected {len(network.specs)}")
+    for index, (spec, layer, views) in enumerate(
+        zip(network.specs, params, network.views(np.empty(network.size)), strict=True)
+    ):
+        expected = {name: view.shape for name, view in views.items()}
+        found = {name: np.shape(value) for name, value in layer.items()}
+        if found != expected:
+            raise ValueError(f"params[{index}] ({spec.kind}): expected {expected}, found {found}")
     return network
+
+
+def _check_stats(network, stats):
+    """`stats` as predict reads it: per layer, a batchnorm's running "mean" and "var" (C,),
+    finite, the variance not negative; {} for other layers."""
+    expected = network.new_stats()
+    if not isinstance(stats, list) or len(stats) != len(expected):
+        raise ValueError(f"stats: expected a list of {len(expected)} dicts, as train returns it")
+    for index, (given, fresh) in enumerate(zip(stats, expected, strict=True)):
+        for name, value in fresh.items():
+            found = given.get(name) if isinstance(given, dict) else None
+            array = np.asarray(found, dtype=float) if found is not None else None
+            if array is None or array.shape != value.shape or not np.isfinite(array).all():
+                raise ValueError(
+                    f"stats[{index}][{name!r}]: expected {value.size} finite values, one per "
+                    "channel"
+                )
+            if name == "var" and (array < 0).any():
+                raise ValueError(f"stats[{index}]['var']: expected variances >= 0")
 
 
 def loss_and_grads(params, X, y, entries):
@@ -109,6 +142,8 @@ def loss_and_grads(params, X, y, entries):
     and its gradients, shaped as params.  Batch norm uses the batch's statistics, dropout is
     the identity; the params' dtype decides the arithmetic."""
     network = _network_of(params, entries)
+    if y is None:
+        raise ValueError(f"y: expected {len(X)} labels in 0..{CLASSES - 1}, found None")
     X, y = _check(network, X, y)
     theta = network.pack(params)
     grad = np.zeros_like(theta)
@@ -127,6 +162,9 @@ def predict(params, stats, X, entries, batch=1000):
     `stats` (each batchnorm's running "mean" and "var", as train returns them), no dropout."""
     network = _network_of(params, entries)
     X, _ = _check(network, X)
+    _check_stats(network, stats)
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+        raise ValueError(f"batch: expected a whole number >= 1, found {batch!r}")
     theta = network.pack(params)
     views = network.views(theta)
     work = Pass(network, min(batch, len(X)))
