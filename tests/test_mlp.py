@@ -145,6 +145,51 @@ def test_training_gives_the_same_bits_on_one_thread_and_two():
         assert b1.tobytes() == b2.tobytes()
 
 
+SMALL_PARAMS = mlp.init_params([12, 5, 3], 0, "float64")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ([], r"params: expected at least one \(W, b\) layer, found none"),
+        ([{"W": 1}], r"params: expected a list of \(W, b\) pairs"),
+        (
+            [SMALL_PARAMS[0], (np.zeros((4, 3)), np.zeros(3))],
+            r"params\[1\]: expected W \(5, fan_out\) and b \(fan_out,\), found W \(4, 3\)",
+        ),
+        ([(SMALL_PARAMS[0][0], np.zeros(4)), SMALL_PARAMS[1]], r"params\[0\]: .* and b \(4,\)"),
+        (
+            [(W.astype(int), b.astype(int)) for W, b in SMALL_PARAMS],
+            r"params: expected one dtype of \('float32', 'float64'\), found \['int64'\]",
+        ),
+    ],
+)
+def test_bad_params_are_named(params, message):
+    X, y = np.zeros((4, 12)), np.array([0, 1, 2, 1])
+    assert np.isfinite(mlp.loss_and_grads(SMALL_PARAMS, X, y)[0])  # the good call works
+    with pytest.raises(ValueError, match=message):
+        mlp.loss_and_grads(params, X, y)
+    with pytest.raises(ValueError, match=message):
+        mlp.predict(params, X)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (([784], 0), r"layers: expected at least two whole numbers >= 1, found \[784\]"),
+        (([784, 0, 10], 0), r"layers: .* found \[784, 0, 10\]"),
+        (
+            ([784, 10], 0, "int32"),
+            r"dtype: expected one of \('float32', 'float64'\), found 'int32'",
+        ),
+        (([784, 10], 0, "float32", "gelu"), r"activation: expected one of .*, found 'gelu'"),
+    ],
+)
+def test_bad_init_arguments_are_named(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        mlp.init_params(*arguments)
+
+
 def test_init_is_he_or_glorot_and_seeded():
     relu = mlp.init_params([784, 256, 10], 7, "float32", "relu")
     assert relu[0][0].shape == (784, 256)

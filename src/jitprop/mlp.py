@@ -7,6 +7,7 @@ The layer kernels are in jitprop.layers, the training loop in jitprop.training.
 
 import itertools
 import math
+import numbers
 from collections import namedtuple
 
 import numpy as np
@@ -235,6 +236,21 @@ def init_params(layers, seed, dtype=None, activation=None):
     dtype and activation default to the config's."""
     defaults = config.defaults("mlp")
     dtype, activation = dtype or defaults["dtype"], activation or defaults["activation"]
+    if (
+        not isinstance(layers, (list, tuple))
+        or len(layers) < 2
+        or not all(
+            isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in layers
+        )
+    ):
+        raise ValueError(f"layers: expected at least two whole numbers >= 1, found {layers!r}")
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in FLOAT_DTYPES:
+        raise ValueError(f"dtype: expected one of {FLOAT_DTYPES}, found {dtype!r}")
+    _codes(activation, None)
     rng = np.random.default_rng(seed)
     params = []
     for fan_in, fan_out in itertools.pairwise(layers):
@@ -247,7 +263,34 @@ def init_params(layers, seed, dtype=None, activation=None):
     return params
 
 
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def _check_params(params):
+    """params as init_params gives them, or a ValueError naming what does not fit: a list of
+    (W (fan_in, fan_out), b (fan_out,)), each layer's fan_in the last one's fan_out, one float
+    dtype throughout."""
+    try:
+        pairs = [(np.asarray(W), np.asarray(b)) for W, b in params]
+    except (TypeError, ValueError):
+        raise ValueError("params: expected a list of (W, b) pairs, as init_params gives") from None
+    if not pairs:
+        raise ValueError("params: expected at least one (W, b) layer, found none")
+    dtypes = sorted({str(a.dtype) for pair in pairs for a in pair})
+    if len(dtypes) != 1 or dtypes[0] not in FLOAT_DTYPES:
+        raise ValueError(f"params: expected one dtype of {FLOAT_DTYPES}, found {dtypes}")
+    fan_in = "fan_in"
+    for index, (W, b) in enumerate(pairs):
+        if W.ndim != 2 or b.shape != W.shape[1:] or (index and W.shape[0] != fan_in):
+            raise ValueError(
+                f"params[{index}]: expected W ({fan_in}, fan_out) and b (fan_out,), found W "
+                f"{W.shape} and b {b.shape}"
+            )
+        fan_in = W.shape[1]
+
+
 def _check_batch(params, X, y=None):
+    _check_params(params)
     W0 = params[0][0]
     if X.ndim != 2 or X.shape[1] != W0.shape[0]:
         raise ValueError(f"X: expected shape (B, {W0.shape[0]}), found {X.shape}")
