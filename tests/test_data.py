@@ -194,6 +194,13 @@ def test_download_refuses_plain_http(tmp_path, mnist_dir):
     assert mirror.requested == []
 
 
+@pytest.mark.parametrize("mirrors", ["https://up.example/", [], None])
+def test_download_names_mirrors_that_are_not_a_list_of_urls(tmp_path, mirrors):
+    with pytest.raises(data.DataError, match=r"mirrors: expected a list of https base URLs"):
+        data.download_mnist(tmp_path, mirrors)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_replaced_file_with_wrong_md5_is_downloaded_again(tmp_path, mnist_dir):
     dest = tmp_path / "mnist"
     dest.mkdir()

@@ -228,3 +228,10 @@ def test_cli_data_sizes_below_one_are_named(option, mnist_dir, tmp_path):
     assert result.returncode == 2
     assert f"jitprop mlp: error: {option}: expected a whole number >= 1, found -1" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_cli_threads_below_one_are_refused(value, capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["--threads", value, "toy", "--lr", "0.5", "--out", "o"])
+    assert f"--threads: expected a whole number >= 1, found '{value}'" in capsys.readouterr().err

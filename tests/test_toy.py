@@ -202,14 +202,31 @@ def test_huge_learning_rate_overflows_honestly():
         ({"targets": [0.1, 0.2, 0.3]}, "targets: expected 2 numbers"),
         ({"lr": -0.1}, "lr: expected a finite number > 0"),
         ({"lr": float("nan")}, "lr: expected a finite number > 0"),
-        ({"steps": 0}, "steps: expected an integer >= 1"),
+        ({"steps": 0}, "steps: expected a whole number >= 1, found 0"),
+        ({"steps": 2.5}, "steps: expected a whole number >= 1, found 2.5"),
+        ({"steps": None}, "steps: expected a whole number >= 1, found None"),
+        ({"lr": "0.5"}, "lr: expected a finite number > 0, found '0.5'"),
         ({"weights": [float("inf")] + [0.1] * 7}, "weights: expected finite numbers"),
+        ({"weights": ["a"] * 8}, "weights: expected 8 numbers, found"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):
     args = {"weights": SHEET_W, "inputs": INPUTS, "targets": TARGETS, "lr": 0.5, "steps": 3}
     with pytest.raises(ValueError, match=message):
         toy.train(**{**args, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("init_range", "message"),
+    [
+        ((1.0, -1.0), r"init_range: expected low < high, found \[1\.0, -1\.0\]"),
+        ((float("nan"), 1.0), r"init_range: expected finite numbers"),
+        ((0.0, 1.0, 2.0), r"init_range: expected 2 numbers"),
+    ],
+)
+def test_bad_init_range_is_named(init_range, message):
+    with pytest.raises(ValueError, match=message):
+        toy.random_weights(3, init_range)
 
 
 def test_sweep_part_writes_what_pandas_writes():

@@ -17,6 +17,17 @@ def _node_local_cache():
         os.environ["NUMBA_CACHE_DIR"] = os.path.join(scratch, f"jitprop-numba-cache-{user}")
 
 
+def _at_least_one(text):
+    """argparse's type of a count: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}")
+    return value
+
+
 def _threads(value):
     """Numba's thread count follows the job's: Snakemake caps BLAS/OpenMP threads, not Numba's.
     Set through the environment before Numba is imported, so that a job which runs no parallel
@@ -274,7 +285,7 @@ def build_parser():
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=_at_least_one,
         default=1,
         help="threads Numba may use (default 1; Snakemake passes the rule's)",
     )

@@ -152,6 +152,8 @@ def download_mnist(dest_dir, mirrors, opener=urllib.request.urlopen, timeout=60)
 
     A file already present with the right MD5 is kept; every download is verified before it is
     renamed into place, so a failure leaves no partial or unverified file behind."""
+    if isinstance(mirrors, str) or not mirrors or not all(isinstance(m, str) for m in mirrors):
+        raise DataError(f"mirrors: expected a list of https base URLs, found {mirrors!r}")
     dest_dir = Path(dest_dir)
     for name, expected in GZ_MD5.items():
         target = dest_dir / name

@@ -7,6 +7,7 @@ h1 = w1*i1 + w2*i2, h2 = w3*i1 + w4*i2, o1 = w5*out_h1 + w6*out_h2, o2 = w7*out_
 """
 
 import math
+import numbers
 
 import numpy as np
 from numba import njit
@@ -109,7 +110,10 @@ def _toy_train_kernel(rows, w0, i, t, lr):
 
 
 def _as_vector(name, values, size):
-    array = np.asarray(values, dtype=np.float64)
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {size} numbers, found {values!r:.80}") from None
     if array.shape != (size,):
         raise ValueError(f"{name}: expected {size} numbers, found shape {array.shape}")
     if not np.all(np.isfinite(array)):
@@ -118,21 +122,22 @@ def _as_vector(name, values, size):
 
 
 def _check_lr(lr):
-    lr = float(lr)
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr: expected a finite number > 0, found {lr}")
-    return lr
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
+        raise ValueError(f"lr: expected a finite number > 0, found {lr!r}")
+    return float(lr)
 
 
 def _check_steps(steps):
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps: expected an integer >= 1, found {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"steps: expected a whole number >= 1, found {steps!r}")
     return int(steps)
 
 
 def random_weights(seed, init_range):
     """Eight weights drawn from U(init_range) by numpy.random.default_rng(seed)."""
-    low, high = init_range
+    low, high = _as_vector("init_range", init_range, 2).tolist()
+    if not low < high:
+        raise ValueError(f"init_range: expected low < high, found {[low, high]}")
     return np.random.default_rng(seed).uniform(low, high, size=8)
 
 
