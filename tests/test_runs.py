@@ -230,6 +230,33 @@ def test_cli_data_sizes_below_one_are_named(option, mnist_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("family", "columns", "message"),
+    [
+        ("toy", ["E_total", "1"], "already a column of the run's tables"),
+        ("mlp", ["lr", "0.1"], "already a column of the run's tables"),
+        ("cnn", ["n_params", "5"], "already a column of the run's tables"),
+        ("mlp", ["epochs", "1", "--column", "epochs", "2"], "repeated"),
+    ],
+)
+def test_cli_column_names_that_clash_are_named_before_training(
+    family, columns, message, mnist_dir, tmp_path
+):
+    run = (
+        ["--lr", "0.5"]
+        if family == "toy"
+        else ["--lr", "0.1", "--seed", "0", "--data-dir", mnist_dir]
+    )
+    args = [family, *run, "--column", *columns, "--out", tmp_path / "out"]
+    result = subprocess.run(
+        [sys.executable, "-m", "jitprop", *map(str, args)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert f"error: --column {columns[0]}: {message}; expected a new name" in result.stderr
+    assert "training" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("value", ["0", "-3", "x"])
 def test_cli_threads_below_one_are_refused(value, capsys):
     with pytest.raises(SystemExit):

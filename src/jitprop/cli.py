@@ -66,7 +66,7 @@ def cmd_toy(args):
         runs = [(args.lr, args.seed)]
     else:
         runs = [(float(lr), _start(start)) for lr, start in args.run]
-    columns = args.column or []
+    columns = _checked_columns(args, {*toy.HISTORY_HEADER.split(","), *toy.SUMMARY_COLUMNS})
     history, summary = toy.sweep_part(
         runs, args.weights, args.inputs, args.targets, args.steps, args.init_range, columns
     )
@@ -138,6 +138,7 @@ def _train(args, family):
         if getattr(args, key) is not None and getattr(args, key) < 1:
             option = "--" + key.replace("_", "-")
             raise ValueError(f"{option}: expected a whole number >= 1, found {getattr(args, key)}")
+    columns = _checked_columns(args, tables.TAKEN_COLUMNS)
     train_set = data.load_split(args.data_dir, "train", args.train_size)
     test_set = data.load_split(args.data_dir, "test", args.test_size)
     settings = {key: getattr(args, key) for key in runs.options(family)}
@@ -159,7 +160,7 @@ def _train(args, family):
         progress=_progress_bar(args.epochs),
         **settings,
     )
-    tables.write_run(result, args.lr, args.seed, args.out, args.column or [])
+    tables.write_run(result, args.lr, args.seed, args.out, columns)
     if result["diverged"]:
         print(
             f"jitprop {family}: lr {args.lr} seed {args.seed} diverged at step "
@@ -250,6 +251,18 @@ def _add_schema_options(parser, section, keys):
             options["type"] = _TYPES[kind[0] if isinstance(kind, list) else kind]
         options["help"] += f" (default: {json.dumps(spec['default'])})"
         parser.add_argument(f"--{key.replace('_', '-')}", **options)
+
+
+def _checked_columns(args, taken):
+    """--column's (name, value) pairs, refused before any work when a name is repeated or is
+    already one of the tables' columns `taken`: the tables could not be written after training."""
+    columns = args.column or []
+    names = [name for name, _ in columns]
+    for name in names:
+        if name in taken or names.count(name) > 1:
+            why = "repeated" if name not in taken else "already a column of the run's tables"
+            raise ValueError(f"--column {name}: {why}; expected a new name for each setting")
+    return columns
 
 
 def _add_column_option(parser):

@@ -37,6 +37,15 @@ SUMMARY_COLUMNS = [
 ]
 TIMING_COLUMNS = ["lr", "seed", "epoch", "seconds"]
 MISCLASSIFIED_COLUMNS = ["lr", "seed", "index", "label", "predicted"]
+# Every column a run's tables may hold: a swept setting's column must be none of these.
+TAKEN_COLUMNS = {
+    *HISTORY_COLUMNS,
+    *STEPS_COLUMNS,
+    *SUMMARY_COLUMNS,
+    *TIMING_COLUMNS,
+    *MISCLASSIFIED_COLUMNS,
+    "n_params",
+}
 
 
 def _frame(rows, columns, lr, seed):
