@@ -402,8 +402,13 @@ def other_conv(params):
         ),
         (
             lambda P, X, y: cnn.loss_and_grads(P, X, None, NET),
-            r"y: expected 3 labels in 0\.\.9, found None",
+            r"y: expected 3 integer labels, one per row of X, found None",
         ),
+        (lambda P, X, y: cnn.loss_and_grads(P, X, y + 7, NET), r"y: expected labels in 0\.\.9"),
+        (lambda P, X, y: cnn.loss_and_grads(P, X, y * 1.0, NET), "y: expected 3 integer labels"),
+        (lambda P, X, y: cnn.predict(P, bad_stats(), X[:, :27], NET), r"X: expected shape \(N, 28"),
+        (lambda P, X, y: cnn.predict(P, bad_stats(), X + np.inf, NET), "X: expected finite"),
+        (lambda P, X, y: cnn.predict(P, bad_stats(), X[:0], NET), "with N >= 1, found"),
     ],
 )
 def test_bad_params_stats_and_arguments_are_named(call, message):

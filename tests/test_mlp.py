@@ -367,8 +367,12 @@ def test_non_finite_loss_is_divergence():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda p, X, y: mlp.loss_and_grads(p, X[:, :5], y), r"X: expected shape \(B, 12\)"),
-        (lambda p, X, y: mlp.loss_and_grads(p, X, y + 10), "y: expected 6 labels in 0..3"),
+        (lambda p, X, y: mlp.loss_and_grads(p, X[:, :5], y), r"X: expected shape \(N, 12\)"),
+        (lambda p, X, y: mlp.predict(p, X[:0]), r"X: expected .* with N >= 1, found \(0, 12\)"),
+        (lambda p, X, y: mlp.predict(p, np.where(X > 0, np.nan, X)), "X: expected finite"),
+        (lambda p, X, y: mlp.predict(p, X.astype(str)), "X: expected real numbers, found <U"),
+        (lambda p, X, y: mlp.loss_and_grads(p, X, y + 10), r"y: expected labels in 0\.\.3, f"),
+        (lambda p, X, y: mlp.loss_and_grads(p, X, y + 0.5), "y: expected 6 integer labels"),
         (lambda p, X, y: mlp.loss_and_grads(p, X, y, "gelu"), "activation: expected one of"),
         (lambda p, X, y: mlp.loss_and_grads(p, X, y, "relu", "hinge"), "loss: expected one of"),
     ],

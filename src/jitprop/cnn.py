@@ -73,14 +73,8 @@ def _inputs(work, images, index, angles=None, shifts=None):
 
 
 def _check(network, X, y=None):
-    X = np.asarray(X)
-    if X.ndim != 3 or X.shape[1:] != IMAGE[1:]:
-        raise ValueError(f"X: expected shape (N, 28, 28), found {X.shape}")
-    if y is not None:
-        y = np.ascontiguousarray(y, dtype=np.int64)
-        if y.shape != (X.shape[0],) or (y.size and (y.min() < 0 or y.max() >= CLASSES)):
-            raise ValueError(f"y: expected {X.shape[0]} labels in 0..{CLASSES - 1}")
-    return np.ascontiguousarray(X, dtype=network.dtype).reshape(-1, *IMAGE), y
+    X, y = training.checked_batch(X, y, IMAGE[1:], CLASSES, network.dtype)
+    return X.reshape(-1, *IMAGE), y
 
 
 # --------------------------------------------------------------------------- the public API
@@ -143,7 +137,7 @@ def loss_and_grads(params, X, y, entries):
     the identity; the params' dtype decides the arithmetic."""
     network = _network_of(params, entries)
     if y is None:
-        raise ValueError(f"y: expected {len(X)} labels in 0..{CLASSES - 1}, found None")
+        raise ValueError(f"y: expected {len(X)} integer labels, one per row of X, found None")
     X, y = _check(network, X, y)
     theta = network.pack(params)
     grad = np.zeros_like(theta)

@@ -291,17 +291,9 @@ def _check_params(params):
 
 def _check_batch(params, X, y=None):
     _check_params(params)
-    W0 = params[0][0]
-    if X.ndim != 2 or X.shape[1] != W0.shape[0]:
-        raise ValueError(f"X: expected shape (B, {W0.shape[0]}), found {X.shape}")
-    X = np.ascontiguousarray(X, dtype=W0.dtype)
-    if y is None:
-        return X, np.zeros(X.shape[0], np.int64)
-    y = np.ascontiguousarray(y, dtype=np.int64)
-    K = params[-1][0].shape[1]
-    if y.shape != (X.shape[0],) or (y.size and (y.min() < 0 or y.max() >= K)):
-        raise ValueError(f"y: expected {X.shape[0]} labels in 0..{K - 1}")
-    return X, y
+    fan_in, classes = params[0][0].shape[0], params[-1][0].shape[1]
+    X, y = training.checked_batch(X, y, (fan_in,), classes, params[0][0].dtype)
+    return X, np.zeros(X.shape[0], np.int64) if y is None else y
 
 
 def _codes(activation, loss):

@@ -137,6 +137,31 @@ def _checked_set(name, data_set):
     return images, labels
 
 
+def checked_batch(X, y, row_shape, classes, dtype):
+    """(X, y) for a family's loss_and_grads or predict, or a ValueError naming what is wrong:
+    X of shape (N, *row_shape), N >= 1, real and finite once in `dtype`; y None, or N integer
+    labels in 0..classes-1 (returned as int64)."""
+    X = np.asarray(X)
+    if X.shape[1:] != row_shape or not len(X):
+        expected = ", ".join(map(str, ("N", *row_shape)))
+        raise ValueError(f"X: expected shape ({expected}) with N >= 1, found {X.shape}")
+    if X.dtype == bool or not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise ValueError(f"X: expected real numbers, found {X.dtype}")
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if not np.isfinite(X).all():
+        raise ValueError(f"X: expected finite {dtype} values, found NaN or infinity")
+    if y is None:
+        return X, None
+    y = np.asarray(y)
+    if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"y: expected {len(X)} integer labels, one per row of X, found {y.dtype} {y.shape}"
+        )
+    if y.min() < 0 or y.max() >= classes:
+        raise ValueError(f"y: expected labels in 0..{classes - 1}, found {y.min()}..{y.max()}")
+    return X, np.ascontiguousarray(y, dtype=np.int64)
+
+
 # The settings fit takes, named as the config's keys.
 FIT_SETTINGS = ("epochs", "batch_size", "lr_schedule", "divergence_threshold", "log_every", "dtype")
 
