@@ -383,6 +383,13 @@ def test_bad_arguments_are_named(call, message):
         call(params, X, y)
 
 
+def test_a_batch_may_be_given_as_lists():
+    params, X, y = problem("relu")
+    loss, _ = mlp.loss_and_grads(params, X.tolist(), y.tolist())
+    assert loss == mlp.loss_and_grads(params, X, y)[0]
+    assert np.array_equal(mlp.predict(params, X.tolist()), mlp.predict(params, X))
+
+
 def test_batch_larger_than_training_set_is_rejected():
     with pytest.raises(ValueError, match=r"batch_size: expected 1\.\.10, found 64"):
         mlp.train(

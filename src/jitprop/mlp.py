@@ -328,14 +328,14 @@ def loss_and_grads(params, X, y, activation=None, loss=None):
     grad = np.empty_like(theta)
     total, _ = _evaluate_batch(net, theta, batch)
     _network_backward(grad, net, theta, batch)
-    return total / X.shape[0], network.unpack(grad)
+    return total / len(X), network.unpack(grad)
 
 
 def predict(params, X, activation=None):
     """Class ids (B,) of the largest logit for X (B, 784)."""
     _, theta, net, batch = _prepare(params, X, None, activation, None)
     _network_forward(net, theta, batch)
-    logits = _layer_acts(net.acts, net.layout, len(params) - 1, X.shape[0])
+    logits = _layer_acts(net.acts, net.layout, len(params) - 1, len(X))
     return np.argmax(logits, axis=1)
 
 
