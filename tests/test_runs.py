@@ -216,17 +216,27 @@ def test_every_help_prints(command, capsys):
     assert "usage: jitprop" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("option", ["--train-size", "--test-size"])
-def test_cli_data_sizes_below_one_are_named(option, mnist_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--train-size", "-1"], "--train-size: expected a whole number in 1..60000, found -1"),
+        (["--test-size", "10001"], "--test-size: expected a whole number in 1..10000, found 10001"),
+        (["--batch-size", "0"], "config key mlp.batch_size: found 0: 0 is less than the minimum"),
+    ],
+)
+def test_cli_sizes_and_settings_are_checked_before_the_data_is_read(
+    option, message, mnist_dir, tmp_path
+):
     # In a process of its own: the CLI sets NUMBA_NUM_THREADS in its environment.
-    args = ["mlp", "--lr", "0.1", "--seed", "0", "--data-dir", mnist_dir, option, "-1"]
+    args = ["mlp", "--lr", "0.1", "--seed", "0", "--data-dir", mnist_dir, *option]
     result = subprocess.run(
         [sys.executable, "-m", "jitprop", *map(str, args), "--out", tmp_path / "out"],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 2
-    assert f"jitprop mlp: error: {option}: expected a whole number >= 1, found -1" in result.stderr
+    assert message in result.stderr
+    assert "training" not in result.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -132,18 +132,22 @@ def _train(args, family):
     """One run of an MNIST family (`jitprop mlp`, `jitprop cnn`): its tables into --out."""
     import importlib
 
-    from jitprop import data, runs, tables
+    from jitprop import config, data, runs, tables
 
-    for key in ("train_size", "test_size"):  # the config's checks, for the command line
-        if getattr(args, key) is not None and getattr(args, key) < 1:
+    # The config's checks, for the command line, before the data is read.
+    sizes = {"train_size": config.MNIST_TRAIN_SIZE, "test_size": config.MNIST_TEST_SIZE}
+    for key, most in sizes.items():
+        value = getattr(args, key)
+        if value is not None and not 1 <= value <= most:
             option = "--" + key.replace("_", "-")
-            raise ValueError(f"{option}: expected a whole number >= 1, found {getattr(args, key)}")
+            raise ValueError(f"{option}: expected a whole number in 1..{most}, found {value}")
     columns = _checked_columns(args, tables.TAKEN_COLUMNS)
-    train_set = data.load_split(args.data_dir, "train", args.train_size)
-    test_set = data.load_split(args.data_dir, "test", args.test_size)
     settings = {key: getattr(args, key) for key in runs.options(family)}
     for key in DATA_OPTIONS:
         del settings[key]
+    config.run_settings(family, settings)
+    train_set = data.load_split(args.data_dir, "train", args.train_size)
+    test_set = data.load_split(args.data_dir, "test", args.test_size)
     model = importlib.import_module(f"jitprop.{family}")
     # In the job's log: the data is read and training begins (the progress bar is not logged).
     print(
