@@ -457,6 +457,10 @@ def test_init_params_shapes_and_seeds():
             [{"conv": {"out": 4, "kernel": 3}}, "softmax", {"linear": 10}],
             r"cnn.layers\[1\]: unknown layer 'softmax'",
         ),
+        (
+            [{"conv": {"out": 4, "kernel": 3}}, {"relu": None}, "gap", {"linear": 10}],
+            r"cnn.layers\[1\] \(relu\): takes no options, found None; write '- relu'",
+        ),
         ([{"linear": 10}, "batchnorm"], r"cnn.layers\[1\] \(batchnorm\): input of shape \(10,\)"),
         ([{"dropout": 1.0}, {"linear": 10}], r"cnn.layers\[0\] \(dropout\): p 1.0"),
         ([{"conv": {"out": 4}}, {"linear": 10}], r"cnn.layers\[0\] \(conv\): found"),

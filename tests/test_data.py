@@ -181,7 +181,7 @@ def test_download_offline_says_so(tmp_path):
     with pytest.raises(
         data.DataError,
         match=r"(?s)could not download .*network unreachable"
-        r".*offline\? set mlp.data_dir",
+        r".*offline\? set mlp.data_dir and cnn.data_dir, or --data-dir,",
     ):
         data.download_mnist(tmp_path, ["https://down.example/"], opener=FakeMirror(tmp_path))
     assert list(tmp_path.iterdir()) == []

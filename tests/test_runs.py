@@ -241,6 +241,25 @@ def test_cli_sizes_and_settings_are_checked_before_the_data_is_read(
 
 
 @pytest.mark.parametrize(
+    ("run", "message"),
+    [
+        (["--run", "abc", "sheet"], "--run LR: expected a number, found 'abc'"),
+        (["--run", "0.5", "x"], "--run START: expected 'sheet' or an integer seed, found 'x'"),
+        (["--lr", "0.5", "--seed", "-3"], "seed: expected a whole number >= 0, found -3"),
+    ],
+)
+def test_cli_bad_toy_runs_are_named(run, message, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "jitprop", "toy", *run, "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert f"jitprop toy: error: {message}" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
     ("family", "columns", "message"),
     [
         ("toy", ["E_total", "1"], "already a column of the run's tables"),

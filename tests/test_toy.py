@@ -229,6 +229,12 @@ def test_bad_init_range_is_named(init_range, message):
         toy.random_weights(3, init_range)
 
 
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "3"])
+def test_bad_seed_is_named(seed):
+    with pytest.raises(ValueError, match=f"seed: expected a whole number >= 0, found {seed!r}"):
+        toy.run(SHEET_W, INPUTS, TARGETS, 0.5, 3, seed, (-1.0, 1.0))
+
+
 def test_sweep_part_writes_what_pandas_writes():
     runs = [(0.5, None), (0.5, 3), (2.0, 1), (1e4, None)]
     history, summary = toy.sweep_part(runs, SHEET_W, INPUTS, TARGETS, 40, (-1.0, 1.0))

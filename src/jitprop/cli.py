@@ -57,6 +57,14 @@ def _start(text):
         raise ValueError(message) from None
 
 
+def _run_lr(text):
+    """A learning rate, as given to --run."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--run LR: expected a number, found {text!r}") from None
+
+
 def cmd_toy(args):
     from jitprop import io, toy
 
@@ -65,7 +73,7 @@ def cmd_toy(args):
     if args.lr is not None:
         runs = [(args.lr, args.seed)]
     else:
-        runs = [(float(lr), _start(start)) for lr, start in args.run]
+        runs = [(_run_lr(lr), _start(start)) for lr, start in args.run]
     columns = _checked_columns(args, {*toy.HISTORY_HEADER.split(","), *toy.SUMMARY_COLUMNS})
     history, summary = toy.sweep_part(
         runs, args.weights, args.inputs, args.targets, args.steps, args.init_range, columns

@@ -44,6 +44,8 @@ def parse_layer(index, entry):
     if not (isinstance(entry, dict) and len(entry) == 1):
         raise LayerError(f"{where}: found {entry!r}; expected a layer name or {{name: options}}")
     ((kind, value),) = entry.items()
+    if kind in ("relu", "batchnorm", "gap"):  # `- relu:` in YAML, a stray colon
+        raise LayerError(f"{where} ({kind}): takes no options, found {value!r}; write '- {kind}'")
     if kind == "conv":
         allowed = {"out", "kernel", "padding", "bias"}
         if not isinstance(value, dict) or not {"out", "kernel"} <= set(value) <= allowed:

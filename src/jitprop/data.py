@@ -180,5 +180,6 @@ def download_mnist(dest_dir, mirrors, opener=urllib.request.urlopen, timeout=60)
             raise DataError(
                 f"could not download {name} into {dest_dir}; tried:\n  "
                 + "\n  ".join(failures)
-                + "\n(offline? set mlp.data_dir to a directory holding the files)"
+                + "\n(offline? set mlp.data_dir and cnn.data_dir, or --data-dir, to a directory"
+                " holding the files)"
             )

@@ -135,6 +135,8 @@ def _check_steps(steps):
 
 def random_weights(seed, init_range):
     """Eight weights drawn from U(init_range) by numpy.random.default_rng(seed)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed: expected a whole number >= 0, found {seed!r}")
     low, high = _as_vector("init_range", init_range, 2).tolist()
     if not low < high:
         raise ValueError(f"init_range: expected low < high, found {[low, high]}")
