@@ -267,13 +267,17 @@ def _add_schema_options(parser, section, keys):
 
 def _checked_columns(args, taken):
     """--column's (name, value) pairs, refused before any work when a name is repeated or is
-    already one of the tables' columns `taken`: the tables could not be written after training."""
+    already one of the tables' columns `taken` (the tables could not be written after
+    training), or when a name or value holds a comma, a quote or a line break (the toy's
+    tables are written as plain text, unquoted)."""
     columns = args.column or []
     names = [name for name, _ in columns]
-    for name in names:
+    for name, value in columns:
         if name in taken or names.count(name) > 1:
             why = "repeated" if name not in taken else "already a column of the run's tables"
             raise ValueError(f"--column {name}: {why}; expected a new name for each setting")
+        if any(character in text for text in (name, value) for character in ',"\n\r'):
+            raise ValueError(f"--column {name!r} {value!r}: expected no comma, quote or line break")
     return columns
 
 
