@@ -2,8 +2,10 @@
 config there, hashing what a run wrote, and reading the workbook's step tables."""
 
 import hashlib
+import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -73,6 +75,13 @@ def write_config(root, mnist_dir, directory, name="tiny", **changes):
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def report_script(html, name):
+    """The JSON a Snakemake report's <script id=NAME> assigns to its variable."""
+    found = re.search(rf'<script id="{name}">\s*var \w+ = (.*?);\s*</script>', html, re.S)
+    assert found, f"no {name} in the report"
+    return json.loads(found.group(1))
 
 
 def digests_of(directory, names):

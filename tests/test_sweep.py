@@ -3,6 +3,7 @@ added; reruns when an unswept setting changes), named experiments kept apart, an
 time per results directory."""
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -10,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from helpers import SNAKEMAKE, digests_of, snakemake, write_config
+from helpers import SNAKEMAKE, digests_of, report_script, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -72,6 +73,20 @@ def test_sweep_tables_directories_and_experiment(swept):
         assert (swept / OUT / f"figures/{figure}.png").stat().st_size > 0, figure
     assert (swept / OUT / "provenance.json").is_file()
     assert (swept / OUT / "logs/mlp/batch_size~32/layers~784-16-10/lr~0.05/seed~0.log").is_file()
+
+
+def test_report_captions_name_the_experiment_s_files(root, swept):
+    report = f"{OUT}/report.html"
+    snakemake(root, swept, "--configfile", str(swept / "config.yaml"), "--report", report)
+    results = report_script((swept / report).read_text(encoding="utf-8"), "results")
+    sources = re.compile(r"from\s+<(?:code|tt)[^>]*>(?:<span[^>]*>)?([^<]+)")
+    named = {name: sources.findall(result["caption"]) for name, result in results.items()}
+    assert all(name.startswith(f"{OUT}/") for name in named)
+    # Every figure, summary_by_lr and the workbook name the table they come from, in OUT.
+    assert len([name for name, files in named.items() if files]) >= 12
+    for name, files in named.items():
+        family = name.split("/")[2] if "figures" not in name else name.split("/")[-1][:3]
+        assert all(f.startswith(f"{OUT}/{family}/") for f in files), (name, files)
 
 
 def test_adding_a_value_runs_only_the_new_runs(root, mnist_dir, swept, tmp_path):

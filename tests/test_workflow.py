@@ -3,7 +3,6 @@ across runs and core counts, the workbook and the report, bad configs stopped be
 lint and format."""
 
 import base64
-import json
 import os
 import re
 import subprocess
@@ -19,6 +18,7 @@ from helpers import (
     constant_cells,
     digests_of,
     need_two_threads,
+    report_script,
     snakemake,
     table_mismatches,
     write_config,
@@ -212,13 +212,6 @@ def test_workbook_recalculates_to_the_history(tiny_run, tmp_path):
     history = pd.read_csv(tiny_run / "results/toy/history.csv")
     mismatches = table_mismatches(libreoffice.recalculated(workbook, tmp_path), history)
     assert mismatches == [], f"{len(mismatches)} cells differ, the first: {mismatches[:5]}"
-
-
-def report_script(html, name):
-    """The JSON a Snakemake report's <script id=NAME> assigns to its variable."""
-    found = re.search(rf'<script id="{name}">\s*var \w+ = (.*?);\s*</script>', html, re.S)
-    assert found, f"no {name} in the report"
-    return json.loads(found.group(1))
 
 
 def test_report_holds_every_figure_and_table(root, tiny_run):
