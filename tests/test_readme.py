@@ -5,7 +5,7 @@ import re
 import numpy as np
 
 
-def test_python_example_runs(root, mnist_dir, capsys):
+def test_python_example_runs(root, mnist_dir):
     readme = (root / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
     assert len(blocks) == 1, "expected the README's one Python example"
@@ -21,4 +21,6 @@ def test_python_example_runs(root, mnist_dir, capsys):
     assert len(result["history"]) == 1
     assert not result["diverged"]
     assert np.mean(namespace["labels"] == namespace["y"]) > 0.8
-    assert "total" in capsys.readouterr().out  # the printed per-layer table
+    *layers, total = namespace["rows"]  # the per-layer table, then its total
+    assert [row["index"] for row in layers] == list(range(len(namespace["layers"])))
+    assert total["params"] == sum(row["params"] for row in layers) > 0
