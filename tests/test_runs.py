@@ -277,6 +277,14 @@ def test_cli_bad_column_names_are_named_before_training(
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_json_settings_that_do_not_parse_are_named(capsys):
+    args = ["cnn", "--lr", "0.1", "--seed", "0", "--augment", "{rotation: 3}", "--out", "o"]
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(args)
+    expected = "argument --augment: expected JSON (Expecting property name enclosed in double "
+    assert expected + "quotes at character 2), found '{rotation: 3}'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value", ["0", "-3", "x"])
 def test_cli_threads_below_one_are_refused(value, capsys):
     with pytest.raises(SystemExit):

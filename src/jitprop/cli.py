@@ -233,6 +233,15 @@ def cmd_download_mnist(args):
     data.download_mnist(args.dest, args.mirrors)
 
 
+def _json(text):
+    """argparse's type of a structured setting: JSON text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        where = f"{error.msg} at character {error.pos + 1}"
+        raise argparse.ArgumentTypeError(f"expected JSON ({where}), found {text!r}") from None
+
+
 # JSON-schema types as argparse reads them.
 _TYPES = {"integer": int, "number": float, "string": str}
 
@@ -252,7 +261,7 @@ def _add_schema_options(parser, section, keys):
         if "enum" in spec:
             options["choices"] = spec["enum"]
         elif kind == "object" or (kind == "array" and "type" not in spec["items"]):
-            options["type"] = json.loads
+            options["type"] = _json
             options["help"] += " As JSON."
         elif kind == "array":
             fixed = spec.get("minItems") == spec.get("maxItems") is not None
