@@ -206,27 +206,30 @@ def test_every_help_prints(command, capsys):
     assert "usage: jitprop" in capsys.readouterr().out
 
 
+def failed_cli(*args):
+    """stderr of `python -m jitprop ARGS`, which must refuse its input (exit status 2); in a
+    process of its own, as the CLI sets NUMBA_NUM_THREADS in its environment."""
+    command = [sys.executable, "-m", "jitprop", *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    return result.stderr
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [
         (["--train-size", "-1"], "--train-size: expected a whole number in 1..60000, found -1"),
         (["--test-size", "10001"], "--test-size: expected a whole number in 1..10000, found 10001"),
-        (["--batch-size", "0"], "config key mlp.batch_size: found 0: 0 is less than the minimum"),
+        (["--batch-size", "0"], "invalid settings:\n  config key mlp.batch_size: found 0: 0 is"),
     ],
 )
 def test_cli_sizes_and_settings_are_checked_before_the_data_is_read(
     option, message, mnist_dir, tmp_path
 ):
-    # In a process of its own: the CLI sets NUMBA_NUM_THREADS in its environment.
-    args = ["mlp", "--lr", "0.1", "--seed", "0", "--data-dir", mnist_dir, *option]
-    result = subprocess.run(
-        [sys.executable, "-m", "jitprop", *map(str, args), "--out", tmp_path / "out"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "training" not in result.stderr
+    args = ["--lr", "0.1", "--seed", "0", "--data-dir", mnist_dir, *option]
+    stderr = failed_cli("mlp", *args, "--out", tmp_path / "out")
+    assert f"jitprop mlp: error: {message}" in stderr
+    assert "training" not in stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -239,13 +242,8 @@ def test_cli_sizes_and_settings_are_checked_before_the_data_is_read(
     ],
 )
 def test_cli_bad_toy_runs_are_named(run, message, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "jitprop", "toy", *run, "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2
-    assert f"jitprop toy: error: {message}" in result.stderr
+    stderr = failed_cli("toy", *run, "--out", tmp_path / "out")
+    assert f"jitprop toy: error: {message}" in stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -267,13 +265,9 @@ def test_cli_bad_column_names_are_named_before_training(
         if family == "toy"
         else ["--lr", "0.1", "--seed", "0", "--data-dir", mnist_dir]
     )
-    args = [family, *run, "--column", *columns, "--out", tmp_path / "out"]
-    result = subprocess.run(
-        [sys.executable, "-m", "jitprop", *map(str, args)], capture_output=True, text=True
-    )
-    assert result.returncode == 2
-    assert f"error: {message}" in result.stderr
-    assert "training" not in result.stderr
+    stderr = failed_cli(family, *run, "--column", *columns, "--out", tmp_path / "out")
+    assert f"jitprop {family}: error: {message}" in stderr
+    assert "training" not in stderr
     assert not (tmp_path / "out").exists()
 
 
