@@ -220,7 +220,7 @@ def failed_cli(*args):
     [
         (["--train-size", "-1"], "--train-size: expected a whole number in 1..60000, found -1"),
         (["--test-size", "10001"], "--test-size: expected a whole number in 1..10000, found 10001"),
-        (["--batch-size", "0"], "invalid settings:\n  config key mlp.batch_size: found 0: 0 is"),
+        (["--batch-size", "0"], "invalid settings:\n  --batch-size: found 0: 0 is less than"),
     ],
 )
 def test_cli_sizes_and_settings_are_checked_before_the_data_is_read(

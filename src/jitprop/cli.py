@@ -4,6 +4,7 @@ Snakemake rules call these; they are as usable by hand."""
 import argparse
 import json
 import os
+import re
 import sys
 
 
@@ -136,6 +137,13 @@ def _progress_bar(epochs):
 DATA_OPTIONS = ("data_dir", "train_size", "test_size")
 
 
+def _as_options(message, family):
+    """A settings error named as the command line takes the settings: config key
+    mlp.batch_size becomes --batch-size."""
+    option = r"config key " + family + r"\.(\w+)"
+    return re.sub(option, lambda key: "--" + key.group(1).replace("_", "-"), message)
+
+
 def _train(args, family):
     """One run of an MNIST family (`jitprop mlp`, `jitprop cnn`): its tables into --out."""
     import importlib
@@ -153,7 +161,10 @@ def _train(args, family):
     settings = {key: getattr(args, key) for key in runs.options(family)}
     for key in DATA_OPTIONS:
         del settings[key]
-    config.run_settings(family, settings)
+    try:
+        config.run_settings(family, settings)
+    except config.ConfigError as error:
+        raise ValueError(_as_options(str(error), family)) from None
     train_set = data.load_split(args.data_dir, "train", args.train_size)
     test_set = data.load_split(args.data_dir, "test", args.test_size)
     model = importlib.import_module(f"jitprop.{family}")
