@@ -218,9 +218,11 @@ def failed_cli(*args):
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        (["--train-size", "-1"], "--train-size: expected a whole number in 1..60000, found -1"),
-        (["--test-size", "10001"], "--test-size: expected a whole number in 1..10000, found 10001"),
-        (["--batch-size", "0"], "invalid settings:\n  --batch-size: found 0: 0 is less than"),
+        (["--train-size", "-1"], "--train-size: found -1: -1 is less than the minimum of 1"),
+        (["--test-size", "10001"], "--test-size: found 10001, expected at most 10000"),
+        (["--batch-size", "0"], "--batch-size: found 0: 0 is less than the minimum of 1"),
+        (["--train-size", "10"], "--batch-size: found 64, expected at most the training set size"),
+        (["--data-dir", "/nonexistent"], "--data-dir: directory '/nonexistent' does not exist"),
     ],
 )
 def test_cli_sizes_and_settings_are_checked_before_the_data_is_read(
@@ -228,8 +230,8 @@ def test_cli_sizes_and_settings_are_checked_before_the_data_is_read(
 ):
     args = ["--lr", "0.1", "--seed", "0", "--data-dir", mnist_dir, *option]
     stderr = failed_cli("mlp", *args, "--out", tmp_path / "out")
-    assert f"jitprop mlp: error: {message}" in stderr
-    assert "training" not in stderr
+    assert f"jitprop mlp: error: invalid options:\n  {message}" in stderr
+    assert "test images; training" not in stderr  # the log line that begins training
     assert not (tmp_path / "out").exists()
 
 
@@ -267,7 +269,7 @@ def test_cli_bad_column_names_are_named_before_training(
     )
     stderr = failed_cli(family, *run, "--column", *columns, "--out", tmp_path / "out")
     assert f"jitprop {family}: error: {message}" in stderr
-    assert "training" not in stderr
+    assert "test images; training" not in stderr  # the log line that begins training
     assert not (tmp_path / "out").exists()
 
 

@@ -138,8 +138,9 @@ DATA_OPTIONS = ("data_dir", "train_size", "test_size")
 
 
 def _as_options(message, family):
-    """A settings error named as the command line takes the settings: config key
+    """A config error named as the command line takes the settings: config key
     mlp.batch_size becomes --batch-size."""
+    message = message.replace("invalid config:", "invalid options:", 1)
     option = r"config key " + family + r"\.(\w+)"
     return re.sub(option, lambda key: "--" + key.group(1).replace("_", "-"), message)
 
@@ -150,21 +151,15 @@ def _train(args, family):
 
     from jitprop import config, data, runs, tables
 
-    # The config's checks, for the command line, before the data is read.
-    sizes = {"train_size": config.MNIST_TRAIN_SIZE, "test_size": config.MNIST_TEST_SIZE}
-    for key, most in sizes.items():
-        value = getattr(args, key)
-        if value is not None and not 1 <= value <= most:
-            option = "--" + key.replace("_", "-")
-            raise ValueError(f"{option}: expected a whole number in 1..{most}, found {value}")
-    columns = _checked_columns(args, tables.TAKEN_COLUMNS)
-    settings = {key: getattr(args, key) for key in runs.options(family)}
-    for key in DATA_OPTIONS:
-        del settings[key]
+    # The options are the family's config section: the config's checks (the schema, the sizes
+    # against MNIST's and the batch, the data directory, the layers) before the data is read.
+    section = {key: getattr(args, key) for key in runs.options(family)}
     try:
-        config.run_settings(family, settings)
+        config.validate_config({family: section})
     except config.ConfigError as error:
         raise ValueError(_as_options(str(error), family)) from None
+    columns = _checked_columns(args, tables.TAKEN_COLUMNS)
+    settings = {key: value for key, value in section.items() if key not in DATA_OPTIONS}
     train_set = data.load_split(args.data_dir, "train", args.train_size)
     test_set = data.load_split(args.data_dir, "test", args.test_size)
     model = importlib.import_module(f"jitprop.{family}")
