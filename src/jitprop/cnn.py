@@ -7,7 +7,6 @@ jitprop.training.
 """
 
 import math
-import numbers
 
 import numpy as np
 from numba import njit, prange
@@ -157,7 +156,7 @@ def predict(params, stats, X, entries, batch=1000):
     network = _network_of(params, entries)
     X, _ = _check(network, X)
     _check_stats(network, stats)
-    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+    if not config.whole_number(batch) or batch < 1:
         raise ValueError(f"batch: expected a whole number >= 1, found {batch!r}")
     theta = network.pack(params)
     views = network.views(theta)

@@ -92,12 +92,18 @@ def _schema_problems(instance, schema):
 
 
 @functools.cache
+def whole_number(value):
+    """Whether value has a whole-number type (int, a NumPy integer): 3, not 3.0 (which range()
+    and array shapes refuse) nor True."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _validator_class(jsonschema):
-    """JSON Schema 2020-12, but an integer is a whole-number type: 3, not 3.0 (which JSON
-    Schema counts as an integer, and which range() and array shapes refuse) nor True."""
+    """JSON Schema 2020-12, but an integer is a whole-number type (whole_number): JSON Schema
+    counts 3.0 as an integer."""
 
     def is_integer(_checker, instance):
-        return isinstance(instance, numbers.Integral) and not isinstance(instance, bool)
+        return whole_number(instance)
 
     base = jsonschema.Draft202012Validator
     types = base.TYPE_CHECKER.redefine("integer", is_integer)

@@ -3,13 +3,13 @@ from configured https mirrors with MD5 verification, never leaving a partial fil
 
 import gzip
 import hashlib
-import numbers
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from jitprop import config
 from jitprop.io import atomic_path
 
 __all__ = ["DataError", "download_mnist", "load_mnist", "load_split"]
@@ -114,9 +114,7 @@ def load_split(data_dir, split, limit=None, verify=True):
     With `verify`, each file must match the canonical MNIST MD5."""
     if split not in ("train", "test"):
         raise ValueError(f"split: expected 'train' or 'test', found {split!r}")
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1
-    ):
+    if limit is not None and (not config.whole_number(limit) or limit < 1):
         raise ValueError(f"limit: expected a whole number >= 1 (or None for all), found {limit!r}")
     stems = FILES[f"{split}_images"], FILES[f"{split}_labels"]
     images_path, labels_path = (find_file(data_dir, stem) for stem in stems)

@@ -7,7 +7,6 @@ The layer kernels are in jitprop.layers, the training loop in jitprop.training.
 
 import itertools
 import math
-import numbers
 from collections import namedtuple
 
 import numpy as np
@@ -239,9 +238,7 @@ def init_params(layers, seed, dtype=None, activation=None):
     if (
         not isinstance(layers, (list, tuple))
         or len(layers) < 2
-        or not all(
-            isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in layers
-        )
+        or not all(config.whole_number(n) and n >= 1 for n in layers)
     ):
         raise ValueError(f"layers: expected at least two whole numbers >= 1, found {layers!r}")
     try:

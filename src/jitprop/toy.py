@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 from numba import njit
 
+from jitprop import config
 from jitprop.exp import exp
 
 __all__ = ["COLUMNS", "random_weights", "train"]
@@ -128,14 +129,14 @@ def _check_lr(lr):
 
 
 def _check_steps(steps):
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+    if not config.whole_number(steps) or steps < 1:
         raise ValueError(f"steps: expected a whole number >= 1, found {steps!r}")
     return int(steps)
 
 
 def random_weights(seed, init_range):
     """Eight weights drawn from U(init_range) by numpy.random.default_rng(seed)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not config.whole_number(seed) or seed < 0:
         raise ValueError(f"seed: expected a whole number >= 0, found {seed!r}")
     low, high = _as_vector("init_range", init_range, 2).tolist()
     if not low < high:

@@ -174,7 +174,7 @@ def train(make_trainer, train_set, test_set, settings, *, lr, seed, on_epoch=Non
     train_set, test_set = _checked_set("train_set", train_set), _checked_set("test_set", test_set)
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
         raise ValueError(f"lr: expected a finite number > 0, found {lr!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not config.whole_number(seed) or seed < 0:
         raise ValueError(f"seed: expected an integer >= 0, found {seed!r}")
     batch_size, N = settings["batch_size"], len(train_set[1])
     if not 1 <= batch_size <= N:  # before the trainer is built
