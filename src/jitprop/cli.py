@@ -75,7 +75,7 @@ def cmd_toy(args):
         runs = [(args.lr, args.seed)]
     else:
         runs = [(_run_lr(lr), _start(start)) for lr, start in args.run]
-    columns = _checked_columns(args, {*toy.HISTORY_HEADER.split(","), *toy.SUMMARY_COLUMNS})
+    columns = _checked_columns(args, {*toy.RUN_KEYS, *toy.COLUMNS, *toy.SUMMARY_COLUMNS})
     history, summary = toy.sweep_part(
         runs, args.weights, args.inputs, args.targets, args.steps, args.init_range, columns
     )
