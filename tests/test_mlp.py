@@ -371,6 +371,8 @@ def test_non_finite_loss_is_divergence():
         (lambda p, X, y: mlp.predict(p, X[:0]), r"X: expected .* with N >= 1, found \(0, 12\)"),
         (lambda p, X, y: mlp.predict(p, np.where(X > 0, np.nan, X)), "X: expected finite"),
         (lambda p, X, y: mlp.predict(p, X.astype(str)), "X: expected real numbers, found <U"),
+        (lambda p, X, y: mlp.predict(p, X > 0), "X: expected real numbers, found bool"),
+        (lambda p, X, y: mlp.predict(p, X + 0j), "X: expected real numbers, found complex128"),
         (lambda p, X, y: mlp.loss_and_grads(p, X, y + 10), r"y: expected labels in 0\.\.3, f"),
         (lambda p, X, y: mlp.loss_and_grads(p, X, y + 0.5), "y: expected 6 integer labels"),
         (lambda p, X, y: mlp.loss_and_grads(p, X, y, "gelu"), "activation: expected one of"),
