@@ -475,8 +475,9 @@ def dropout_backward(dx, mask, scale):
 
 @njit(cache=True, parallel=True)
 def maxpool_forward(out, argmax, x, k):
-    """out (C, B, H/k, W/k) = the max of each k x k window of x; argmax (same shape, uint8) its
-    position ky * k + kx in the window, the first maximum in row-major order on ties."""
+    """out (C, B, H/k, W/k) = the max of each k x k window of x; argmax (same shape, uint16) its
+    position ky * k + kx in the window, the first maximum in row-major order on ties.  A NaN
+    wins its window, as in PyTorch, so that a diverging run still shows NaN."""
     C, B, Ho, Wo = out.shape
     for m in prange(C * B):
         c, n = m // B, m % B
@@ -486,19 +487,22 @@ def maxpool_forward(out, argmax, x, k):
                 top, bottom = src[2 * i], src[2 * i + 1]
                 for j in range(Wo):
                     best, at = top[2 * j], 0
-                    if top[2 * j + 1] > best:
-                        best, at = top[2 * j + 1], 1
-                    if bottom[2 * j] > best:
-                        best, at = bottom[2 * j], 2
-                    if bottom[2 * j + 1] > best:
-                        best, at = bottom[2 * j + 1], 3
+                    v = top[2 * j + 1]
+                    if v > best or v != v:
+                        best, at = v, 1
+                    v = bottom[2 * j]
+                    if v > best or v != v:
+                        best, at = v, 2
+                    v = bottom[2 * j + 1]
+                    if v > best or v != v:
+                        best, at = v, 3
                     dst[i, j], where[i, j] = best, at
                 continue
             for j in range(Wo):
                 best, at = src[i * k, j * k], 0
                 for t in range(1, k * k):
                     v = src[i * k + t // k, j * k + t % k]
-                    if v > best:
+                    if v > best or v != v:
                         best, at = v, t
                 dst[i, j], where[i, j] = best, at
 

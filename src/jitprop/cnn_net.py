@@ -278,7 +278,7 @@ class Pass:
                 extra["xhat"] = Buffer(shape, B, dtype)
                 extra["inv_std"] = np.empty(shape[0])
             elif spec.kind == "maxpool":
-                extra["argmax"] = np.empty(B * math.prod(out), np.uint8)
+                extra["argmax"] = np.empty(B * math.prod(out), np.uint16)
             elif spec.kind == "dropout":
                 extra["mask"] = np.empty(B * math.prod(out), np.uint8)
             elif spec.kind == "linear" and len(shape) == 3:
