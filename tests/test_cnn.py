@@ -46,8 +46,7 @@ def cnhw(x):
     return np.ascontiguousarray(x.transpose(1, 0, 2, 3))
 
 
-def batch_major(x):
-    return np.ascontiguousarray(x.transpose(1, 0, 2, 3))
+batch_major = cnhw  # and back: swapping the first two axes undoes itself
 
 
 @pytest.mark.kernel
@@ -165,7 +164,7 @@ def test_maxpool_gap_and_layout_kernels_match_reference():
     rng = np.random.default_rng(3)
     x = rng.integers(0, 3, size=(2, 3, 6, 4)).astype(float)  # many ties
     expected, where = reference.maxpool_forward(x, 2)
-    out, argmax = np.empty((3, 2, 3, 2)), np.empty((3, 2, 3, 2), np.uint8)
+    out, argmax = np.empty((3, 2, 3, 2)), np.empty((3, 2, 3, 2), np.uint16)
     kernels.maxpool_forward(out, argmax, cnhw(x), 2)
     np.testing.assert_array_equal(batch_major(out), expected, err_msg="maxpool differs")
     np.testing.assert_array_equal(batch_major(argmax), where, err_msg="maxpool ties differ")
@@ -175,11 +174,20 @@ def test_maxpool_gap_and_layout_kernels_match_reference():
     np.testing.assert_array_equal(
         batch_major(dx), reference.maxpool_backward(dout, where, 2, x.shape)
     )
-    out3, where3 = np.empty((3, 2, 2, 1)), np.empty((3, 2, 2, 1), np.uint8)
+    out3, where3 = np.empty((3, 2, 2, 1)), np.empty((3, 2, 2, 1), np.uint16)
     kernels.maxpool_forward(out3, where3, cnhw(x[:, :, :6, :3]), 3)
-    np.testing.assert_array_equal(
-        batch_major(out3), reference.maxpool_forward(x[:, :, :6, :3], 3)[0]
-    )
+    expected3, ties3 = reference.maxpool_forward(x[:, :, :6, :3], 3)
+    np.testing.assert_array_equal(batch_major(out3), expected3)
+    np.testing.assert_array_equal(batch_major(where3), ties3, err_msg="3x3 maxpool ties differ")
+    # A NaN wins its window wherever it is (PyTorch's rule), in both kinds of loop.
+    for k in (2, 3):
+        poisoned = x[:, :, :6, :3].copy() if k == 3 else x.copy()
+        poisoned[1, 2, k - 1, 1] = np.nan
+        pooled = np.empty((3, 2, 6 // k, poisoned.shape[3] // k))
+        kernels.maxpool_forward(pooled, np.empty(pooled.shape, np.uint16), cnhw(poisoned), k)
+        np.testing.assert_array_equal(
+            np.isnan(batch_major(pooled)), np.isnan(reference.maxpool_forward(poisoned, k)[0])
+        )
     means = np.empty((2, 3))
     kernels.gap_forward(means, cnhw(x))
     np.testing.assert_allclose(means, x.mean(axis=(2, 3)), rtol=1e-12)
@@ -208,8 +216,14 @@ def problem(layers, N=4, seed=0, dtype="float64"):
     return params, rng.normal(size=(N, 28, 28)).astype(dtype), rng.integers(0, 10, N)
 
 
+# One max pool over a whole 28x28 map: a window's argmax above 255.
+GLOBAL_MAXPOOL = [{"conv": {"out": 2, "kernel": 1}}, "relu", {"maxpool": 28}, {"linear": 10}]
+
+
 @pytest.mark.kernel
-@pytest.mark.parametrize("layers", [EXAMPLE, SMALL], ids=["example", "small"])
+@pytest.mark.parametrize(
+    "layers", [EXAMPLE, SMALL, GLOBAL_MAXPOOL], ids=["example", "small", "global_maxpool"]
+)
 def test_loss_and_grads_match_numpy_reference(layers):
     params, X, y = problem(layers)
     loss, grads = cnn.loss_and_grads(params, X, y, layers)
@@ -334,22 +348,31 @@ def test_float32_close_to_float64():
 def test_predict_uses_the_running_statistics():
     params, X, _ = problem(EXAMPLE, N=7, seed=6)
     rng = np.random.default_rng(7)
-    stats = [
-        {"mean": rng.normal(size=8), "var": rng.uniform(0.5, 2, 8)} if i == 2 else {}
-        for i in range(len(EXAMPLE))
-    ]
-    labels = cnn.predict(params, stats, X, EXAMPLE)
-    # The reference, with batch norm in evaluation mode written by hand.
-    x = reference.conv_forward(X[:, None], params[0]["W"], None, 0)
-    x = np.maximum(x, 0)
+
+    def batchnorm_stats(mean, var):
+        return [{"mean": mean, "var": var} if i == 2 else {} for i in range(len(EXAMPLE))]
+
+    stats = batchnorm_stats(rng.normal(size=8), rng.uniform(0.5, 2, 8))
+    # The reference's features before the linear layer, batch norm in evaluation mode by hand.
+    x = np.maximum(reference.conv_forward(X[:, None], params[0]["W"], None, 0), 0)
     x = (x - stats[2]["mean"][None, :, None, None]) / np.sqrt(
         stats[2]["var"][None, :, None, None] + 1e-5
     )
     x = params[2]["gamma"][None, :, None, None] * x + params[2]["beta"][None, :, None, None]
     x = reference.maxpool_forward(x, 2)[0]
     x = np.maximum(reference.conv_forward(x, params[5]["W"], params[5]["b"], 1), 0)
-    logits = x.mean(axis=(2, 3)) @ params[8]["W"] + params[8]["b"]
-    np.testing.assert_array_equal(labels, logits.argmax(axis=1))
+    features = x.mean(axis=(2, 3))
+    # A readout that tells the seven images apart (an untrained one gives them all one label):
+    # image n's logit k < 7 is the dot product of its centred features with image k's.
+    centred = features - features.mean(axis=0)
+    params[8]["W"] = centred.T @ np.eye(7, 10) * 1e3
+    params[8]["b"] = -features.mean(axis=0) @ params[8]["W"]
+    expected = (features @ params[8]["W"] + params[8]["b"]).argmax(axis=1)
+    assert len(set(expected)) > 2
+
+    np.testing.assert_array_equal(cnn.predict(params, stats, X, EXAMPLE), expected)
+    fresh = cnn.predict(params, batchnorm_stats(np.zeros(8), np.ones(8)), X, EXAMPLE)
+    assert (fresh != expected).any(), "predict does not read the running statistics"
 
 
 NET = [{"conv": {"out": 4, "kernel": 3}}, "relu", "batchnorm", "gap", {"linear": 10}]
