@@ -71,9 +71,8 @@ def _inputs(work, images, index, angles=None, shifts=None):
     _gather(work.input(B)[0], images, index, angles, shifts, MNIST_MEAN, MNIST_STD)
 
 
-def _check(network, X, y=None):
-    X, y = training.checked_batch(X, y, IMAGE[1:], CLASSES, network.dtype)
-    return X.reshape(-1, *IMAGE), y
+def _check(network, X):
+    return training.checked_inputs(X, IMAGE[1:], network.dtype).reshape(-1, *IMAGE)
 
 
 # --------------------------------------------------------------------------- the public API
@@ -135,9 +134,8 @@ def loss_and_grads(params, X, y, entries):
     and its gradients, shaped as params.  Batch norm uses the batch's statistics, dropout is
     the identity; the params' dtype decides the arithmetic."""
     network = _network_of(params, entries)
-    if y is None:
-        raise ValueError(f"y: expected {len(X)} integer labels, one per row of X, found None")
-    X, y = _check(network, X, y)
+    X = _check(network, X)
+    y = training.checked_labels(y, len(X), CLASSES)
     theta = network.pack(params)
     grad = np.zeros_like(theta)
     work = Pass(network, X.shape[0])
@@ -154,7 +152,7 @@ def predict(params, stats, X, entries, batch=1000):
     """Class ids (N,) for X (N, 28, 28), already normalized, in evaluation mode: batch norm on
     `stats` (each batchnorm's running "mean" and "var", as train returns them), no dropout."""
     network = _network_of(params, entries)
-    X, _ = _check(network, X)
+    X = _check(network, X)
     _check_stats(network, stats)
     if not config.whole_number(batch) or batch < 1:
         raise ValueError(f"batch: expected a whole number >= 1, found {batch!r}")

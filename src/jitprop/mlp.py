@@ -286,13 +286,6 @@ def _check_params(params):
         fan_in = W.shape[1]
 
 
-def _check_batch(params, X, y=None):
-    _check_params(params)
-    fan_in, classes = params[0][0].shape[0], params[-1][0].shape[1]
-    X, y = training.checked_batch(X, y, (fan_in,), classes, params[0][0].dtype)
-    return X, np.zeros(X.shape[0], np.int64) if y is None else y
-
-
 def _codes(activation, loss):
     """The kernels' codes of an activation and a loss named as in the config (None: its
     default)."""
@@ -305,9 +298,13 @@ def _codes(activation, loss):
     return ACTIVATIONS.index(activation), LOSSES.index(loss)
 
 
-def _prepare(params, X, y, activation, loss):
-    """Network, its flat parameters, a Net and a filled batch for the one-batch functions."""
-    X, y = _check_batch(params, X, y)
+def _prepare(params, X, y, activation, loss, labelled=True):
+    """Network, its flat parameters, a Net and a filled batch for the one-batch functions, once
+    X and y fit params; without labels (predict's batch) labels of 0, which no output reads."""
+    _check_params(params)
+    fan_in, classes = params[0][0].shape[0], params[-1][0].shape[1]
+    X = training.checked_inputs(X, (fan_in,), params[0][0].dtype)
+    y = training.checked_labels(y, len(X), classes) if labelled else np.zeros(len(X), np.int64)
     layers = [params[0][0].shape[0]] + [W.shape[1] for W, _ in params]
     network = _Network(layers, params[0][0].dtype)
     B = X.shape[0]
@@ -330,7 +327,7 @@ def loss_and_grads(params, X, y, activation=None, loss=None):
 
 def predict(params, X, activation=None):
     """Class ids (B,) of the largest logit for X (B, 784)."""
-    _, theta, net, batch = _prepare(params, X, None, activation, None)
+    _, theta, net, batch = _prepare(params, X, None, activation, None, labelled=False)
     _network_forward(net, theta, batch)
     logits = _layer_acts(net.acts, net.layout, len(params) - 1, len(X))
     return np.argmax(logits, axis=1)

@@ -137,10 +137,9 @@ def _checked_set(name, data_set):
     return images, labels
 
 
-def checked_batch(X, y, row_shape, classes, dtype):
-    """(X, y) for a family's loss_and_grads or predict, or a ValueError naming what is wrong:
-    X of shape (N, *row_shape), N >= 1, real and finite once in `dtype`; y None, or N integer
-    labels in 0..classes-1 (returned as int64)."""
+def checked_inputs(X, row_shape, dtype):
+    """X for a family's loss_and_grads or predict, or a ValueError naming what is wrong: shape
+    (N, *row_shape), N >= 1, real and finite once in `dtype` (returned contiguous)."""
     X = np.asarray(X)
     if X.shape[1:] != row_shape or not len(X):
         expected = ", ".join(map(str, ("N", *row_shape)))
@@ -150,16 +149,21 @@ def checked_batch(X, y, row_shape, classes, dtype):
     X = np.ascontiguousarray(X, dtype=dtype)
     if not np.isfinite(X).all():
         raise ValueError(f"X: expected finite {dtype} values, found NaN or infinity")
+    return X
+
+
+def checked_labels(y, N, classes):
+    """y for a family's loss_and_grads, or a ValueError naming what is wrong: N integer labels
+    in 0..classes-1 (returned as int64)."""
+    expected = f"y: expected {N} integer labels, one per row of X"
     if y is None:
-        return X, None
+        raise ValueError(f"{expected}, found None")
     y = np.asarray(y)
-    if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(
-            f"y: expected {len(X)} integer labels, one per row of X, found {y.dtype} {y.shape}"
-        )
+    if y.shape != (N,) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{expected}, found {y.dtype} {y.shape}")
     if y.min() < 0 or y.max() >= classes:
         raise ValueError(f"y: expected labels in 0..{classes - 1}, found {y.min()}..{y.max()}")
-    return X, np.ascontiguousarray(y, dtype=np.int64)
+    return np.ascontiguousarray(y, dtype=np.int64)
 
 
 # The settings fit takes, named as the config's keys.
