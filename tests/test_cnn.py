@@ -404,6 +404,10 @@ def other_conv(params):
             lambda P, X, y: cnn.predict(P, bad_stats(var=np.full(4, np.nan)), X, NET),
             r"stats\[2\]\['var'\]: expected 4 finite",
         ),
+        (
+            lambda P, X, y: cnn.predict(P, bad_stats(mean="abcd"), X, NET),
+            r"stats\[2\]\['mean'\]: expected 4 finite numbers, one per channel, found 'abcd'",
+        ),
         (lambda P, X, y: cnn.predict(P, None, X, NET), r"stats: expected a list of 5 dicts"),
         (
             lambda P, X, y: cnn.predict(P, bad_stats(), X, NET, batch=0),
@@ -442,6 +446,16 @@ def test_bad_params_stats_and_arguments_are_named(call, message):
         call(params, X, y)
 
 
+def test_stats_may_be_lists_or_float32():
+    params = cnn.init_params(NET, 0, "float64")
+    X = np.random.default_rng(1).normal(size=(5, 28, 28))
+    mean, var = np.linspace(-1, 1, 4), np.linspace(0.5, 2, 4)
+    expected = cnn.predict(params, bad_stats(mean, var), X, NET)
+    for convert in (list, lambda v: v.astype(np.float32)):  # no reflected list, no recompiling
+        got = cnn.predict(params, bad_stats(convert(mean), convert(var)), X, NET)
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_init_params_shapes_and_seeds():
     params = cnn.init_params(EXAMPLE, 0, "float32")
     shapes = [{name: v.shape for name, v in p.items()} for p in params]
@@ -457,8 +471,10 @@ def test_init_params_shapes_and_seeds():
         {"W": (16, 10), "b": (10,)},
     ]
     assert params[0]["W"].dtype == np.float32
-    assert np.abs(params[5]["W"]).max() <= 1 / math.sqrt(8 * 9)
+    bound = 1 / math.sqrt(8 * 9)  # PyTorch's default: uniform within 1 / sqrt(fan_in)
+    assert 0.95 * bound < np.abs(params[5]["W"]).max() <= bound
     np.testing.assert_array_equal(params[5]["W"], cnn.init_params(EXAMPLE, 0, "float32")[5]["W"])
+    assert (params[5]["W"] != cnn.init_params(EXAMPLE, 1, "float32")[5]["W"]).all()
 
 
 @pytest.mark.parametrize(

@@ -111,22 +111,36 @@ def _network_of(params, entries):
 
 
 def _check_stats(network, stats):
-    """`stats` as predict reads it: per layer, a batchnorm's running "mean" and "var" (C,),
-    finite, the variance not negative; {} for other layers."""
+    """`stats` as predict reads it, as float64 arrays, or a ValueError naming what is wrong:
+    per layer, a batchnorm's running "mean" and "var" (C,), finite, the variance not negative;
+    {} for other layers."""
     expected = network.new_stats()
     if not isinstance(stats, list) or len(stats) != len(expected):
         raise ValueError(f"stats: expected a list of {len(expected)} dicts, as train returns it")
-    for index, (given, fresh) in enumerate(zip(stats, expected, strict=True)):
-        for name, value in fresh.items():
-            found = given.get(name) if isinstance(given, dict) else None
-            array = np.asarray(found, dtype=float) if found is not None else None
-            if array is None or array.shape != value.shape or not np.isfinite(array).all():
-                raise ValueError(
-                    f"stats[{index}][{name!r}]: expected {value.size} finite values, one per "
-                    "channel"
-                )
-            if name == "var" and (array < 0).any():
-                raise ValueError(f"stats[{index}]['var']: expected variances >= 0")
+    return [
+        {
+            name: _checked_stat(f"stats[{index}][{name!r}]", given, name, value.shape)
+            for name, value in fresh.items()
+        }
+        for index, (given, fresh) in enumerate(zip(stats, expected, strict=True))
+    ]
+
+
+def _checked_stat(where, given, name, shape):
+    """given[name] as a float64 array of `shape`, or a ValueError naming `where`."""
+    found = given.get(name) if isinstance(given, dict) else None
+    expected = f"{where}: expected {shape[0]} finite numbers, one per channel"
+    try:
+        array = np.array(found, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{expected}, found {found!r:.60}") from None
+    if found is None or array.shape != shape:
+        raise ValueError(f"{expected}, found {'None' if found is None else f'shape {array.shape}'}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{expected}, found NaN or infinity")
+    if name == "var" and (array < 0).any():
+        raise ValueError(f"{where}: expected variances >= 0, found {array.min()}")
+    return array
 
 
 def loss_and_grads(params, X, y, entries):
@@ -153,7 +167,7 @@ def predict(params, stats, X, entries, batch=1000):
     `stats` (each batchnorm's running "mean" and "var", as train returns them), no dropout."""
     network = _network_of(params, entries)
     X = _check(network, X)
-    _check_stats(network, stats)
+    stats = _check_stats(network, stats)
     if not config.whole_number(batch) or batch < 1:
         raise ValueError(f"batch: expected a whole number >= 1, found {batch!r}")
     theta = network.pack(params)
