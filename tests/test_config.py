@@ -140,6 +140,14 @@ def test_all_problems_are_listed_at_once(schema):
         validate_config(config, schema)
 
 
+def test_a_section_s_shape_problems_are_listed_beside_another_s_type_problems(schema):
+    """The later checks (sweeps, layer shapes) wait only for their own section's schema."""
+    config = with_value({}, "toy.learning_rates", [0.5, -1.0])
+    config = with_value(config, "cnn.layers", [{"conv": {"out": 2, "kernel": 29}}, "gap"])
+    with pytest.raises(ConfigError, match=r"(?s)toy.learning_rates\[1\].*cnn.layers\[0\]"):
+        validate_config(config, schema)
+
+
 def test_integers_are_whole_number_types(schema):
     """JSON Schema counts 1.0 as an integer; range() and array shapes do not, nor do seeds in
     directory names: a float (or a bool) where an integer belongs is named, before any job."""

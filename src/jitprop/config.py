@@ -159,13 +159,16 @@ def validate_config(config, schema=None):
     config = copy.deepcopy(dict(config))
     _fill_defaults(config, schema)
     problems = _schema_problems(config, schema)
-    if not problems:
-        problems = _experiment_problems(config["experiment"])
-        for section in SECTIONS:
-            problems += _sweep_problems(section, config[section], schema)
-        if not problems:
-            for section in SECTIONS:
-                problems += _combination_problems(section, config[section])
+
+    def clean(key, found):  # the later checks of a key need its earlier ones passed
+        return not any(problem.startswith(f"config key {key}") for problem in found)
+
+    if clean("experiment", problems):
+        problems += _experiment_problems(config["experiment"])
+    for section in SECTIONS:
+        if clean(section, problems):
+            found = _sweep_problems(section, config[section], schema)
+            problems += found or _combination_problems(section, config[section])
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config
