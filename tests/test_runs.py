@@ -215,23 +215,36 @@ def failed_cli(*args):
     return result.stderr
 
 
+OPTIONS = "invalid options:\n  "
+
+
 @pytest.mark.parametrize(
-    ("option", "message"),
+    ("family", "option", "message"),
     [
-        (["--train-size", "-1"], "--train-size: found -1: -1 is less than the minimum of 1"),
-        (["--test-size", "10001"], "--test-size: found 10001, expected at most 10000"),
-        (["--batch-size", "0"], "--batch-size: found 0: 0 is less than the minimum of 1"),
-        (["--train-size", "10"], "--batch-size: found 64, expected at most the training set size"),
-        (["--data-dir", "/nonexistent"], "--data-dir: directory '/nonexistent' does not exist"),
+        ("mlp", ["--train-size", "-1"], OPTIONS + "--train-size: found -1: -1 is less than the "),
+        ("mlp", ["--test-size", "10001"], OPTIONS + "--test-size: found 10001, expected at most"),
+        ("mlp", ["--batch-size", "0"], OPTIONS + "--batch-size: found 0: 0 is less than the "),
+        ("mlp", ["--train-size", "10"], OPTIONS + "--batch-size: found 64, expected at most the"),
+        ("mlp", ["--data-dir", "/nonexistent"], OPTIONS + "--data-dir: directory '/nonexistent' "),
+        ("mlp", ["--lr", "-1"], "--lr: expected a finite number > 0, found -1.0"),
+        ("mlp", ["--seed", "-3"], "--seed: expected an integer >= 0, found -3"),
+        ("cnn", ["--lr", "inf"], "--lr: expected a finite number > 0, found inf"),
+        ("cnn", ["--train-size", "100"], OPTIONS + "--batch-size: found 128, expected at most"),
+        (
+            "cnn",
+            ["--layers", '[{"conv": {"out": 4, "kernel": 3}}, {"maxpool": 4}, "gap"]'],
+            OPTIONS + "--layers[1] (maxpool): a 4x4 pool does not divide its 26x26 input",
+        ),
     ],
 )
-def test_cli_sizes_and_settings_are_checked_before_the_data_is_read(
-    option, message, mnist_dir, tmp_path
+def test_cli_options_are_checked_before_the_data_is_read(
+    family, option, message, mnist_dir, tmp_path
 ):
-    args = ["--lr", "0.1", "--seed", "0", "--data-dir", mnist_dir, *option]
-    stderr = failed_cli("mlp", *args, "--out", tmp_path / "out")
-    assert f"jitprop mlp: error: invalid options:\n  {message}" in stderr
+    args = ["--lr", "0.1", "--seed", "0", "--data-dir", mnist_dir, *option]  # the last one wins
+    stderr = failed_cli(family, *args, "--out", tmp_path / "out")
+    assert f"jitprop {family}: error: {message}" in stderr
     assert "test images; training" not in stderr  # the log line that begins training
+    assert "params" not in stderr  # the CNN's table of layers, printed once the options hold
     assert not (tmp_path / "out").exists()
 
 

@@ -149,16 +149,21 @@ def _train(args, family):
     """One run of an MNIST family (`jitprop mlp`, `jitprop cnn`): its tables into --out."""
     import importlib
 
-    from jitprop import config, data, runs, tables
+    from jitprop import config, data, runs, tables, training
 
     # The options are the family's config section: the config's checks (the schema, the sizes
     # against MNIST's and the batch, the data directory, the layers) before the data is read.
     section = {key: getattr(args, key) for key in runs.options(family)}
     try:
         config.validate_config({family: section})
+        training.check_run(args.lr, args.seed)
     except config.ConfigError as error:
         raise ValueError(_as_options(str(error), family)) from None
+    except ValueError as error:
+        raise ValueError(f"--{error}") from None  # "lr: ..." is the option --lr
     columns = _checked_columns(args, tables.TAKEN_COLUMNS)
+    if family == "cnn":
+        _print_summary(args.layers)
     settings = {key: value for key, value in section.items() if key not in DATA_OPTIONS}
     train_set = data.load_split(args.data_dir, "train", args.train_size)
     test_set = data.load_split(args.data_dir, "test", args.test_size)
@@ -193,17 +198,19 @@ def cmd_mlp(args):
 
 
 def cmd_cnn(args):
+    _train(args, "cnn")
+
+
+def _print_summary(layers):
+    """The network, as torchsummary prints it: each layer's output shape and parameters."""
     from jitprop import cnn
 
-    # The network first, as torchsummary prints it: each layer's output shape and parameters.
-    rows = cnn.summary(args.layers)
     lines = [f"{'#':>3}  {'layer':<20} {'output':<14} {'params':>7}"]
-    for row in rows:
+    for row in cnn.summary(layers):
         index = "" if row["index"] is None else row["index"]
         output = "" if row["output"] is None else str(row["output"])
         lines.append(f"{index:>3}  {row['layer']:<20} {output:<14} {row['params']:>7}")
     print("\n".join(lines), file=sys.stderr)
-    _train(args, "cnn")
 
 
 def cmd_mlp_aggregate(args):

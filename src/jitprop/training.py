@@ -170,16 +170,22 @@ def checked_labels(y, N, classes):
 FIT_SETTINGS = ("epochs", "batch_size", "lr_schedule", "divergence_threshold", "log_every", "dtype")
 
 
+def check_run(lr, seed):
+    """A ValueError naming lr or seed unless lr is a finite number > 0 and seed an integer
+    >= 0."""
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
+        raise ValueError(f"lr: expected a finite number > 0, found {lr!r}")
+    if not config.whole_number(seed) or seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0, found {seed!r}")
+
+
 def train(make_trainer, train_set, test_set, settings, *, lr, seed, on_epoch=None, progress=None):
     """A family's run: one Generator, default_rng(seed), goes to
     make_trainer(train_set, test_set, settings, rng), which draws the initial weights, and then
     to `fit`, which draws the rest.  settings: the family's, complete (config.run_settings).
     Returns the trainer and fit's dict."""
     train_set, test_set = _checked_set("train_set", train_set), _checked_set("test_set", test_set)
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
-        raise ValueError(f"lr: expected a finite number > 0, found {lr!r}")
-    if not config.whole_number(seed) or seed < 0:
-        raise ValueError(f"seed: expected an integer >= 0, found {seed!r}")
+    check_run(lr, seed)
     batch_size, N = settings["batch_size"], len(train_set[1])
     if not 1 <= batch_size <= N:  # before the trainer is built
         raise ValueError(f"batch_size: expected 1..{N}, found {batch_size}")
