@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from jitprop import cli, config, data, runs
+from jitprop import cli, config, data, runs, tables, toy
 
 
 def filled(**sections):
@@ -299,3 +299,65 @@ def test_cli_threads_below_one_are_refused(value, capsys):
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["--threads", value, "toy", "--lr", "0.5", "--out", "o"])
     assert f"--threads: expected a whole number >= 1, found '{value}'" in capsys.readouterr().err
+
+
+def fake_run(out, lr, seed, columns=()):
+    """A CNN run's tables as `jitprop cnn` writes them, from a made-up two-epoch result: the
+    input of aggregation and figures, not a claim about training."""
+    result = {
+        "history": [
+            {
+                "epoch": e,
+                "train_loss": 1 / e,
+                "train_accuracy": 0.5 + e / 10,
+                "test_loss": 1.1 / e,
+                "test_accuracy": 0.5 + e / 11,
+            }
+            for e in (1, 2)
+        ],
+        "steps": [{"step": s, "batch_loss": 2 - s / 4} for s in range(4)],
+        "diverged": False,
+        "diverged_step": None,
+        "n_params": 430,
+        "misclassified": [{"index": 7, "label": 3, "predicted": 5}],
+        "timing": [{"epoch": e, "seconds": 0.5} for e in (1, 2)],
+    }
+    tables.write_run(result, lr, seed, out, columns)
+    return out
+
+
+def test_aggregation_refuses_runs_of_other_columns_and_writes_nothing(tmp_path):
+    a = fake_run(tmp_path / "a", 0.1, 0)
+    b = fake_run(tmp_path / "b", 0.1, 1, [("batch_size", 32)])
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"b/history.csv: columns \['batch_size', 'lr', "):
+        tables.aggregate([a, b], out, "cnn")
+    assert not out.exists()
+    b = fake_run(tmp_path / "c", 0.1, 1)
+    (b / "timing.csv").unlink()  # the last table aggregated
+    with pytest.raises(FileNotFoundError, match=r"c/timing\.csv"):
+        tables.aggregate([a, b], out, "cnn")
+    assert not out.exists()
+    tables.aggregate([a, fake_run(tmp_path / "d", 0.1, 1)], out, "cnn")
+    assert sorted(p.name for p in out.iterdir()) == [
+        *sorted(f"{name}.csv" for name in [*tables.RUN_TABLES["cnn"], "summary_by_lr"])
+    ]
+
+
+def test_toy_aggregation_checks_every_table_before_writing(tmp_path):
+    for run, summary in (("a", toy.SUMMARY_HEADER), ("b", "x," + toy.SUMMARY_HEADER)):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "history.csv").write_text(toy.HISTORY_HEADER + "\n")
+        (tmp_path / run / "summary.csv").write_text(summary + "\n")
+    stderr = failed_cli("toy-aggregate", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "o")
+    assert "b/summary.csv: header 'x," in stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_cnn_figures_read_the_images_before_drawing(tmp_path):
+    tables.aggregate([fake_run(tmp_path / "a", 0.1, 0)], tmp_path / "results", "cnn")
+    figures = tmp_path / "figures"
+    args = ["--figures", figures, "--data-dir", tmp_path / "nowhere"]
+    stderr = failed_cli("cnn-plot", tmp_path / "results", *args)
+    assert "nowhere" in stderr
+    assert not figures.exists()

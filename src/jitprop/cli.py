@@ -234,9 +234,10 @@ def cmd_mlp_plot(args):
 def cmd_cnn_plot(args):
     from jitprop import data, plots
 
-    plots.family_figures(args.results, args.figures, "cnn")
-    # The whole test set: a run on its first N images (test_size) numbers them alike.
+    # The whole test set: a run on its first N images (test_size) numbers them alike.  Read
+    # first: a bad --data-dir stops the command before it draws any figure.
     images, _ = data.load_split(args.data_dir, "test")
+    plots.family_figures(args.results, args.figures, "cnn")
     plots.misclassified(args.results, images, f"{args.figures}/cnn_misclassified.png")
 
 

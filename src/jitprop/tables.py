@@ -105,14 +105,24 @@ def write_run(result, lr, seed, out, columns=()):
 def aggregate(runs, out, family):
     """The sweep's tables in `out` from the run directories `runs` of a family (write_run's),
     concatenated in the order given: the canonical one (jitprop.runs), whatever order the jobs
-    finished in."""
+    finished in.  Every run's table must have the first run's columns; all are read and
+    checked before any is written."""
+    tables = {}
     for name in RUN_TABLES[family]:
         kwargs = {"dtype": {"diverged_step": "Int64"}} if name == "summary" else {}
-        frames = [pd.read_csv(f"{run}/{name}.csv", **kwargs) for run in runs]
-        table = pd.concat(frames, ignore_index=True)
+        frames = []
+        for run in runs:
+            frame = pd.read_csv(f"{run}/{name}.csv", **kwargs)
+            if frames and list(frame.columns) != list(frames[0].columns):
+                raise ValueError(
+                    f"{run}/{name}.csv: columns {list(frame.columns)}, expected those of "
+                    f"{runs[0]}/{name}.csv, {list(frames[0].columns)}"
+                )
+            frames.append(frame)
+        tables[name] = pd.concat(frames, ignore_index=True)
+    tables["summary_by_lr"] = summary_by_lr(tables["summary"])
+    for name, table in tables.items():
         io.write_csv(table, f"{out}/{name}.csv")
-        if name == "summary":
-            io.write_csv(summary_by_lr(table), f"{out}/summary_by_lr.csv")
 
 
 def swept_columns(table):
@@ -123,7 +133,9 @@ def swept_columns(table):
 def concatenate(runs, out, headers):
     """The sweep's tables in `out`, one per name in `headers`, each the concatenation of the
     runs' tables of that name (text, in the order given).  All must have the first one's header,
-    which must end with the one given (a sweep's columns may lead it)."""
+    which must end with the one given (a sweep's columns may lead it).  All are read and
+    checked before any is written."""
+    texts = {}
     for name, header in headers.items():
         chunks, first = [], None
         for run in runs:
@@ -136,7 +148,9 @@ def concatenate(runs, out, headers):
                         f"{first!r}, ending with {header!r}"
                     )
                 chunks.append(handle.read())
-        io.write_text(first + "\n" + "".join(chunks), f"{out}/{name}.csv")
+        texts[name] = first + "\n" + "".join(chunks)
+    for name, text in texts.items():
+        io.write_text(text, f"{out}/{name}.csv")
 
 
 def summary_by_lr(summary):
