@@ -70,8 +70,9 @@ onstart:
 
 
 onsuccess:
-    # Written after every successful run, so it always describes the code and config that
-    # made the results; it is JSON beside the CSVs, never inside them.
+    # Written after every successful run that had jobs to do; every rule that runs jitprop
+    # reruns when its code changes (common.smk's SOURCE), so this describes the code and
+    # config that made the results.  JSON beside the CSVs, never inside them.
     from jitprop import provenance
 
     provenance.write(config, workflow.basedir, workflow.cores, results("provenance.json"))

@@ -3,13 +3,19 @@ across runs and core counts, the workbook and the report, bad configs stopped be
 lint and format."""
 
 import base64
+import json
 import os
 import re
+import shutil
 import subprocess
 
+import numba
 import pandas as pd
 import pytest
 import yaml
+
+from jitprop import provenance
+from jitprop.config import validate_config
 
 import libreoffice
 from helpers import (
@@ -278,6 +284,46 @@ def test_nothing_to_do_when_up_to_date(root, tiny_run):
         root, tiny_run, "--cores", "2", "--configfile", str(tiny_run / "config.yaml"), "--dry-run"
     )
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_provenance_names_the_config_and_the_code(root, tiny_run):
+    record = json.loads((tiny_run / "results/provenance.json").read_text())
+    given = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    assert record["config"] == validate_config(given)
+    assert record["config_sha256"] == provenance.config_hash(record["config"])
+    assert record["source_sha256"] == provenance.source_hash()
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown", record["git_commit"])
+    assert record["packages"]["numba"] == numba.__version__
+    assert record["snakemake_cores"] == 2
+
+
+def test_a_change_to_jitprop_s_code_reruns_every_job_that_runs_it(root, tiny_run, tmp_path):
+    """The workflow run on a copy of the package (first on PYTHONPATH): the same files, nothing
+    to do; one comment added to plots.py, every job but the download reruns, its parameters
+    changed."""
+    package = tmp_path / "copy/jitprop"
+    shutil.copytree(root / "src/jitprop", package, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def dry_run():
+        env = {"PYTHONPATH": str(package.parent)}
+        args = ["--cores", "2", "--configfile", str(tiny_run / "config.yaml"), "--dry-run"]
+        result = snakemake(root, tiny_run, *args, env=env)
+        return result.stdout + result.stderr
+
+    assert "Nothing to be done" in dry_run()
+    with open(package / "plots.py", "a", encoding="utf-8") as handle:
+        handle.write("# a comment\n")
+    planned = dry_run()
+    steps = [
+        "toy_aggregate",
+        "toy_figures",
+        "toy_sheet",
+        *(f"{f}_{s}" for f in ("mlp", "cnn") for s in ("aggregate", "figures")),
+    ]
+    for rule, count in [("toy_run", 9), ("mlp_run", 6), ("cnn_run", 4), *((s, 1) for s in steps)]:
+        assert re.search(rf"^{rule} +{count}$", planned, re.M), planned[-3000:]
+    # The runs for their parameters; the tables and figures after them for their inputs.
+    assert planned.count("reason: Params have changed") == 9 + 6 + 4, planned[-3000:]
 
 
 def test_bad_config_stops_before_any_job(root, mnist_dir, tmp_path):

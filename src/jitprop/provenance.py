@@ -1,5 +1,6 @@
 """What produced a results tree: the resolved config and its hash, package versions, the git
-commit, the CPU and the thread settings, written to results/provenance.json."""
+commit and the hash of jitprop's source, the CPU and the thread settings, written to
+results/provenance.json."""
 
 import hashlib
 import importlib.metadata
@@ -49,6 +50,16 @@ def git_commit(directory):
     return result.stdout.strip() + ("+dirty" if dirty.strip() else "")
 
 
+def source_hash(package=Path(__file__).parent):
+    """SHA-256 of jitprop's own files (its modules and its config schema), by name: the code
+    every job runs.  Every rule that runs jitprop takes it as a parameter, so Snakemake reruns
+    the jobs when the code changes."""
+    digest = hashlib.sha256()
+    for path in sorted([*package.glob("*.py"), *package.glob("*.yaml")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def cpu_model():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -70,6 +81,7 @@ def collect(config, source_dir, cores):
         "config": config,
         "config_sha256": config_hash(config),
         "git_commit": git_commit(source_dir),
+        "source_sha256": source_hash(),
         "packages": versions,
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -20,6 +20,7 @@ rule cnn_run:
         mem_mb=1000,
     params:
         jitprop=JITPROP,
+        code=SOURCE,
         args=cnn_args,
         out=subpath(output.history, parent=True),
     shell:
@@ -53,6 +54,7 @@ rule cnn_aggregate:
     threads: 1
     params:
         jitprop=JITPROP,
+        code=SOURCE,
         runs=cnn_run_dirs(),
         out=subpath(output.history, parent=True),
     shell:
@@ -99,6 +101,7 @@ rule cnn_figures:
     threads: 1
     params:
         jitprop=JITPROP,
+        code=SOURCE,
         results=subpath(input.history, parent=True),
         figures=subpath(output[0], parent=True),
         data=mnist_dir,

@@ -4,11 +4,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from jitprop import data, runs
+from jitprop import data, provenance, runs
 
 # Jobs run the package with the interpreter that runs Snakemake, so no activated venv or PATH
 # entry is needed, locally or on a cluster node.
 JITPROP = f"{shlex.quote(sys.executable)} -m jitprop"
+# The hash of jitprop's source is a parameter of each step that runs jitprop, and Snakemake
+# reruns a job whose parameters changed; so results never mix code versions, and
+# results/provenance.json names the code that made them.
+SOURCE = provenance.source_hash()
 DOWNLOAD_DIR = config_defaults("mlp")["data_dir"]
 MNIST_GZ = list(data.GZ_MD5)
 # results/, or results/EXPERIMENT/ for a named experiment.

@@ -17,6 +17,7 @@ rule mlp_run:
         mem_mb=400,
     params:
         jitprop=JITPROP,
+        code=SOURCE,
         args=mlp_args,
         out=subpath(output.history, parent=True),
     shell:
@@ -49,6 +50,7 @@ rule mlp_aggregate:
     threads: 1
     params:
         jitprop=JITPROP,
+        code=SOURCE,
         runs=mlp_run_dirs(),
         out=subpath(output.history, parent=True),
     shell:
@@ -85,6 +87,7 @@ rule mlp_figures:
     threads: 1
     params:
         jitprop=JITPROP,
+        code=SOURCE,
         results=subpath(input[0], parent=True),
         figures=subpath(output[0], parent=True),
     shell:

@@ -12,6 +12,7 @@ rule toy_run:
     threads: 1
     params:
         jitprop=JITPROP,
+        code=SOURCE,
         args=toy_args,
         out=subpath(output.history, parent=True),
     shell:
@@ -29,6 +30,7 @@ rule toy_aggregate:
     threads: 1
     params:
         jitprop=JITPROP,
+        code=SOURCE,
         runs=toy_run_dirs(),
         out=subpath(output.history, parent=True),
     shell:
@@ -58,6 +60,7 @@ rule toy_figures:
     threads: 1
     params:
         jitprop=JITPROP,
+        code=SOURCE,
         results=subpath(input[0], parent=True),
         figures=subpath(output[0], parent=True),
     shell:
@@ -80,6 +83,7 @@ rule toy_sheet:
     threads: 1
     params:
         jitprop=JITPROP,
+        code=SOURCE,
         results=subpath(input[0], parent=True),
     shell:
         "{params.jitprop} toy-sheet {params.results:q} --out {output:q} 2> {log:q}"
