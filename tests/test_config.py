@@ -148,6 +148,15 @@ def test_a_section_s_shape_problems_are_listed_beside_another_s_type_problems(sc
         validate_config(config, schema)
 
 
+def test_numbers_given_as_text_get_a_hint_about_snakemake_s_config_option(schema):
+    # snakemake --config 'toy={steps: 5}' hands the 5 over as the text '5'.
+    with pytest.raises(ConfigError, match=r"found '5': .* give numbers and lists in a --configf"):
+        validate_config({"toy": {"steps": "5"}}, schema)
+    with pytest.raises(ConfigError) as error:
+        validate_config({"toy": {"init_range": "abc"}}, schema)
+    assert "--configfile" not in str(error.value)  # text that is no number gets no hint
+
+
 def test_integers_are_whole_number_types(schema):
     """JSON Schema counts 1.0 as an integer; range() and array shapes do not, nor do seeds in
     directory names: a float (or a bool) where an integer belongs is named, before any job."""

@@ -74,7 +74,24 @@ def _schema_error(error, schema):
         if isinstance(error.absolute_path[-1], int):
             description = parent.get("description")
     expected = f" (expected: {' '.join(description.split())})" if description else ""
-    return f"config key {key}: found {error.instance!r}: {error.message}{expected}"
+    return f"config key {key}: found {error.instance!r}: {error.message}{expected}{_as_text(error)}"
+
+
+def _as_text(error):
+    """A hint when a value that should not be text is text that reads as one: most likely
+    Snakemake's --config, which hands values nested in a section over as strings."""
+    if error.validator != "type" or not isinstance(error.instance, str):
+        return ""
+    try:
+        value = yaml.safe_load(error.instance)
+    except yaml.YAMLError:
+        return ""
+    if isinstance(value, str) or value is None:
+        return ""
+    return (
+        "; if it came from --config, note that Snakemake passes the values inside a section "
+        "as text: give numbers and lists in a --configfile"
+    )
 
 
 def _schema_problems(instance, schema):
