@@ -254,6 +254,7 @@ def test_cli_options_are_checked_before_the_data_is_read(
         (["--run", "abc", "sheet"], "--run LR: expected a number, found 'abc'"),
         (["--run", "0.5", "x"], "--run START: expected 'sheet' or an integer seed, found 'x'"),
         (["--lr", "0.5", "--seed", "-3"], "seed: expected a whole number >= 0, found -3"),
+        (["--run", "0.5", "sheet", "--seed", "4"], "--seed goes with --lr; a --run names its"),
     ],
 )
 def test_cli_bad_toy_runs_are_named(run, message, tmp_path):

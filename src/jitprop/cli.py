@@ -71,6 +71,8 @@ def cmd_toy(args):
 
     if (args.lr is None) == (not args.run):
         raise ValueError("give either --lr (one run) or one or more --run LR START")
+    if args.run and args.seed is not None:
+        raise ValueError("--seed goes with --lr; a --run names its start itself (LR START)")
     if args.lr is not None:
         runs = [(args.lr, args.seed)]
     else:
