@@ -71,6 +71,11 @@ def _inputs(work, images, index, angles=None, shifts=None):
     _gather(work.input(B)[0], images, index, angles, shifts, MNIST_MEAN, MNIST_STD)
 
 
+def _copies(views):
+    """Per-layer dicts of arrays, copied out of the flat buffer their views share."""
+    return [{name: view.copy() for name, view in layer.items()} for layer in views]
+
+
 def _check(network, X):
     return training.checked_inputs(X, IMAGE[1:], network.dtype).reshape(-1, *IMAGE)
 
@@ -84,14 +89,17 @@ def init_params(entries, seed, dtype=None):
     [, "b": (out,)]}, batchnorm {"gamma", "beta"}, linear {"W": (in, out), "b"}, others {}."""
     network = Network(entries, dtype or config.defaults("cnn")["dtype"])
     theta = network.init(np.random.default_rng(seed))
-    return [{name: view.copy() for name, view in views.items()} for views in network.views(theta)]
+    return _copies(network.views(theta))
 
 
 def _network_of(params, entries):
     """The network of `entries`, in the dtype of `params`, which must fit it: one dict a layer,
     the names and shapes init_params gives, float32 or float64 throughout."""
     if not isinstance(params, list) or not all(isinstance(layer, dict) for layer in params):
-        raise ValueError("params: expected a list of one dict per layer, as init_params gives")
+        raise ValueError(
+            f"params: expected a list of one dict per layer, as init_params gives, found "
+            f"{params!r:.80}"
+        )
     dtypes = {np.asarray(view).dtype for layer in params for view in layer.values()}
     if len(dtypes) != 1 or next(iter(dtypes)) not in (np.float32, np.float64):
         raise ValueError(
@@ -157,9 +165,7 @@ def loss_and_grads(params, X, y, entries):
     logits = work.forward(network.views(theta), network.new_stats(), X.shape[0], True, None)
     total, _ = work.loss(logits, y)
     work.backward(network.views(theta), network.views(grad), X.shape[0], None)
-    return total / X.shape[0], [
-        {name: view.copy() for name, view in views.items()} for views in network.views(grad)
-    ]
+    return total / X.shape[0], _copies(network.views(grad))
 
 
 def predict(params, stats, X, entries, batch=1000):
@@ -282,7 +288,7 @@ def train(train_set, test_set, *, lr, seed, on_epoch=None, progress=None, **sett
         on_epoch=on_epoch,
         progress=progress,
     )
-    params = [{name: view.copy() for name, view in views.items()} for views in trainer.params]
+    params = _copies(trainer.params)
     # A diverged run has no final model, and so no final mistakes.
     misclassified = [] if result["diverged"] else trainer.misclassified()
     return {

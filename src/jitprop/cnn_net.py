@@ -54,7 +54,10 @@ def parse_layer(index, entry):
             )
         options = {"padding": 0, "bias": False, **value}
         if not (_positive_int(options["out"]) and _positive_int(options["kernel"])):
-            raise LayerError(f"{where} (conv): out and kernel must be whole numbers >= 1")
+            raise LayerError(
+                f"{where} (conv): out {options['out']!r}, kernel {options['kernel']!r}; expected "
+                "whole numbers >= 1"
+            )
         padding = options["padding"]
         if not (isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0):
             raise LayerError(f"{where} (conv): padding {padding!r}; expected a whole number >= 0")
@@ -168,7 +171,6 @@ class Network:
     """A parsed network: its layers' specs, activation shapes and the flat parameter layout."""
 
     def __init__(self, entries, dtype):
-        self.entries = entries
         self.specs, self.shapes = parse_layers(entries)
         self.dtype = np.dtype(dtype)
         self.layout, offset = [], 0
@@ -253,7 +255,9 @@ class Pass:
         self.network, self.B = network, B
         dtype, specs, shapes = network.dtype, network.specs, network.shapes
         # relu and dropout work in place: their output is their input's buffer (each buffer
-        # feeds one layer, and no layer's backward pass needs what they overwrite).
+        # feeds one layer).  Dropout after relu overwrites the relu output that relu's backward
+        # pass reads, and that is still right: it zeroes a value only where it also zeroes the
+        # gradient, and scales the others by a positive factor, keeping their sign.
         self.acts, self.dacts = [Buffer(shapes[0], B, dtype)], [Buffer(shapes[0], B, dtype)]
         for spec, shape in zip(specs, shapes[1:], strict=True):
             in_place = spec.kind in ("relu", "dropout")

@@ -270,7 +270,9 @@ def _check_params(params):
     try:
         pairs = [(np.asarray(W), np.asarray(b)) for W, b in params]
     except (TypeError, ValueError):
-        raise ValueError("params: expected a list of (W, b) pairs, as init_params gives") from None
+        raise ValueError(
+            f"params: expected a list of (W, b) pairs, as init_params gives, found {params!r:.80}"
+        ) from None
     if not pairs:
         raise ValueError("params: expected at least one (W, b) layer, found none")
     dtypes = sorted({str(a.dtype) for pair in pairs for a in pair})
