@@ -5,6 +5,7 @@ import importlib.util
 import numpy as np
 import pytest
 
+from jitprop import cnn_layers as kernels
 from jitprop import toy
 
 from conftest import ROOT
@@ -46,3 +47,24 @@ def test_cnn_epoch_counts_the_multiply_adds_of_a_training_step():
     # The first convolution: forward and weight gradient, 2 x 26 x 26 outputs of 9 taps each;
     # the linear layer: forward and both gradients, 2 x 10.
     assert cnn_epoch.multiply_adds(layers) == 2 * (2 * 26 * 26 * 9) + 3 * (2 * 10)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("k", [3, 5, 2])  # the nine-tap pass, and the one-tap pass
+def test_plain_convolution_loops_give_the_wide_rows_results(k):
+    """The baseline of benchmarks/cnn_conv.py: the plain forward loop gives conv_forward's bits
+    (the wide rows add the same terms in the same order), the plain dW its sums to rounding."""
+    cnn_conv = load("cnn_conv")
+    rng = np.random.default_rng(k)
+    conv = {"conv": {"out": 5, "kernel": k, "padding": 1}}
+    layers = [{"conv": {"out": 3, "kernel": 1}}, conv, "gap", {"linear": 10}]
+    _, (name, out, xp, W, b, dout) = cnn_conv.convolutions(layers, 3, rng)
+    plain = np.empty_like(out)
+    cnn_conv.plain_conv_forward(plain, xp, W, b)
+    kernels.conv_forward(out, xp, W, b)
+    np.testing.assert_array_equal(plain, out, err_msg=name)
+    dW, plain_dW = np.empty_like(W), np.empty_like(W)
+    scratch = kernels.backward_params_scratch(5, xp.shape, k, W.dtype)
+    kernels.conv_backward_params(dW, np.empty(0, W.dtype), dout, xp, *scratch)
+    cnn_conv.plain_conv_backward_params(plain_dW, dout, xp)
+    np.testing.assert_allclose(plain_dW, dW, rtol=1e-4, atol=1e-4)
