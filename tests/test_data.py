@@ -1,6 +1,7 @@
 """MNIST IDX reading and downloading: real files, small files the tests write, and corrupt ones."""
 
 import gzip
+import http.client
 import io
 import shutil
 import urllib.error
@@ -148,6 +149,8 @@ class FakeMirror:
         name = url.rsplit("/", 1)[1]
         if url.startswith("https://down.example/"):
             raise urllib.error.URLError("network unreachable")
+        if url.startswith("https://cut.example/"):  # the connection drops mid-body
+            raise http.client.IncompleteRead(b"partial", 100)
         payload = (self.directory / name).read_bytes()
         if name in self.corrupt:
             payload = payload[:-1] + bytes([payload[-1] ^ 1])
@@ -157,9 +160,10 @@ class FakeMirror:
 def test_download_verifies_and_falls_back_to_the_next_mirror(tmp_path, mnist_dir):
     mirror = FakeMirror(mnist_dir)
     dest = tmp_path / "mnist"
-    data.download_mnist(dest, ["https://down.example/", "https://up.example/"], opener=mirror)
+    mirrors = ["https://down.example/", "https://cut.example/", "https://up.example/"]
+    data.download_mnist(dest, mirrors, opener=mirror)
     assert sorted(p.name for p in dest.iterdir()) == sorted(data.GZ_MD5)
-    assert len(mirror.requested) == 8
+    assert len(mirror.requested) == 12
     data.load_mnist(dest)  # verified files load
     # Files already there with the right MD5 are never downloaded again.
     mirror.requested.clear()
@@ -187,10 +191,11 @@ def test_download_offline_says_so(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_download_refuses_plain_http(tmp_path, mnist_dir):
+@pytest.mark.parametrize("url", ["http://up.example/", "https://up.example/mnist"])
+def test_download_refuses_plain_http_and_urls_that_are_no_base(tmp_path, mnist_dir, url):
     mirror = FakeMirror(mnist_dir)
-    with pytest.raises(data.DataError, match="not an https URL"):
-        data.download_mnist(tmp_path, ["http://up.example/"], opener=mirror)
+    with pytest.raises(data.DataError, match=f"{url}: expected an https base URL ending with /"):
+        data.download_mnist(tmp_path, [url], opener=mirror)
     assert mirror.requested == []
 
 

@@ -3,7 +3,7 @@ from configured https mirrors with MD5 verification, never leaving a partial fil
 
 import gzip
 import hashlib
-import urllib.error
+import http.client
 import urllib.request
 from pathlib import Path
 
@@ -159,8 +159,8 @@ def download_mnist(dest_dir, mirrors, opener=urllib.request.urlopen, timeout=60)
             continue
         failures = []
         for mirror in mirrors:
-            if not mirror.startswith("https://"):
-                failures.append(f"{mirror}: not an https URL")
+            if not mirror.startswith("https://") or not mirror.endswith("/"):
+                failures.append(f"{mirror}: expected an https base URL ending with /")
                 continue
             url = mirror + name
             try:
@@ -172,7 +172,10 @@ def download_mnist(dest_dir, mirrors, opener=urllib.request.urlopen, timeout=60)
                     if found != expected:
                         raise DataError(f"{url}: MD5 {found}, expected {expected}")
                 break
-            except (OSError, urllib.error.URLError, DataError) as error:
+            # One mirror's failure, and the next is tried: OSError (URLError too), a broken
+            # response (HTTPException: IncompleteRead), ValueError (a malformed URL; a wrong
+            # MD5, DataError).
+            except (OSError, http.client.HTTPException, ValueError) as error:
                 failures.append(f"{url}: {error}")
         else:
             raise DataError(
