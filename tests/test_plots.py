@@ -1,6 +1,10 @@
 """Figures that must show what their captions say, checked on the drawn axes."""
 
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
+import pytest
 
 from jitprop import plots
 
@@ -31,3 +35,55 @@ def test_a_collapsed_run_does_not_flatten_a_sweeps_accuracy_figure(monkeypatch, 
     assert 90 < bottom < 97.5 < 98.1 < top, (bottom, top)  # the 97.5-98.1% lines stay apart
     assert "30.0%" in [text.get_text() for text in ax.texts]  # the collapse, written
     assert "below 93%" in ax.get_title()
+
+
+def capture(monkeypatch):
+    """{file name: figure} of every figure the plots module saves, instead of saving it."""
+    drawn = {}
+    monkeypatch.setattr(plots, "save_figure", lambda f, path: drawn.update({Path(path).name: f}))
+    return drawn
+
+
+def test_the_misclassified_figure_shows_the_best_run_s_digits_with_their_labels(
+    monkeypatch, tmp_path
+):
+    summary = pd.DataFrame(
+        {"lr": [0.1, 0.2], "seed": [0, 0], "diverged": [False, False],
+         "final_test_accuracy": [0.97, 0.99]}
+    )  # fmt: skip
+    wrong = pd.DataFrame(
+        {"lr": [0.1, 0.2, 0.2], "seed": 0, "index": [5, 7, 2], "label": [1, 3, 9],
+         "predicted": [2, 5, 4]}
+    )  # fmt: skip
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    wrong.to_csv(tmp_path / "misclassified.csv", index=False)
+    images = np.random.default_rng(0).integers(0, 256, (10, 784), dtype=np.uint8)
+    drawn = capture(monkeypatch)
+    plots.misclassified(tmp_path, images, "out/cnn_misclassified.png")
+    figure = drawn["cnn_misclassified.png"]
+    shown = [ax for ax in figure.axes if ax.images]
+    assert [ax.get_title() for ax in shown] == ["3 → 5", "9 → 4"]  # the best run's, η = 0.2
+    for ax, index in zip(shown, [7, 2], strict=True):
+        np.testing.assert_array_equal(ax.images[0].get_array(), images[index].reshape(28, 28))
+    assert "the 2 test digits the best run gets wrong" in figure.get_suptitle()
+
+
+def test_the_toy_overlay_draws_a_run_that_ends_in_nan_as_nan(monkeypatch):
+    # A one-combination sweep (batch), two steps per run; η = 4 ends in NaN.
+    rows = []
+    for lr, ends in [(0.5, 0.01), (4.0, np.nan)]:
+        for step, value in enumerate([0.2, ends]):
+            rows.append({"batch": "a", "lr": lr, "init": "sheet", "seed": np.nan, "step": step,
+                         "E_total": value})  # fmt: skip
+    history = pd.DataFrame(rows)
+    drawn = capture(monkeypatch)
+    plots.toy_sweep_figures(history, "grid.png", "overlay.png")
+    (line,) = drawn["overlay.png"].axes[0].get_lines()
+    np.testing.assert_array_equal(line.get_ydata(), [0.01, np.nan])
+
+
+def test_a_table_that_is_not_an_aggregated_one_is_named(tmp_path):
+    path = tmp_path / "history.csv"
+    pd.DataFrame({"step": [0], "E_total": [0.1]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"history\.csv: expected a table of jitprop's aggreg"):
+        plots.read_table(path)

@@ -95,13 +95,11 @@ def cmd_toy_aggregate(args):
 
 
 def cmd_toy_plot(args):
-    import pandas as pd
 
     from jitprop import plots
 
-    path = f"{args.results}/history.csv"
-    keys = plots.swept(pd.read_csv(path, nrows=0))
-    history = pd.read_csv(path, usecols=[*keys, *plots.TOY_COLUMNS])
+    history = plots.read_table(f"{args.results}/history.csv", plots.TOY_COLUMNS)
+    keys = plots.swept_columns(history)
     grid, overlay = f"{args.figures}/toy_loss_grid.png", f"{args.figures}/toy_loss_overlay.png"
     if keys:
         plots.toy_sweep_figures(history, grid, overlay)

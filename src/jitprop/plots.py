@@ -8,11 +8,27 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from jitprop.io import save_figure
+from jitprop.tables import swept_columns
 
-# Deterministic PNGs: no hash-salted ids, fixed fonts and sizes.
-plt.rcParams.update({"svg.hashsalt": "jitprop", "figure.dpi": 120, "font.size": 9})
+# The same look on every machine, whatever its matplotlibrc: resolution and text size.  (PNG
+# bytes are deterministic by themselves once save_figure drops the metadata.)
+plt.rcParams.update({"figure.dpi": 120, "font.size": 9})
+
+
+def read_table(path, columns=None):
+    """An aggregated table (with `columns` only, and the swept ones before lr, when given), or
+    a ValueError naming the file when it is not one: it has no lr column."""
+    header = list(pd.read_csv(path, nrows=0).columns)
+    if "lr" not in header:
+        raise ValueError(
+            f"{path}: expected a table of jitprop's aggregation, with an lr column; found "
+            f"columns {header}"
+        )
+    keys = header[: header.index("lr")]
+    return pd.read_csv(path, usecols=None if columns is None else [*keys, *columns])
 
 
 def _grid(n_panels):
@@ -162,12 +178,11 @@ NAMES = {"mlp": "MLP", "cnn": "CNN"}
 def family_figures(results, figures, family):
     """The three figures of an MNIST family, FAMILY_loss_curves, FAMILY_accuracy_curves and
     FAMILY_accuracy_vs_lr, in `figures`, from its aggregated tables in `results`."""
-    import pandas as pd
 
-    history = pd.read_csv(f"{results}/history.csv")
-    summary = pd.read_csv(f"{results}/summary.csv")
-    by_lr = pd.read_csv(f"{results}/summary_by_lr.csv")
-    if swept(summary):
+    history = read_table(f"{results}/history.csv")
+    summary = read_table(f"{results}/summary.csv")
+    by_lr = read_table(f"{results}/summary_by_lr.csv")
+    if swept_columns(summary):
         sweep_figures(history, summary, by_lr, figures, family)
         return
     name = NAMES[family]
@@ -264,15 +279,14 @@ def misclassified(results, images, path):
     """The test digits the best run (highest final test accuracy; the first in (lr, seed)
     order on ties) gets wrong, each with its true and predicted label; images (N, 784) are the
     test images the runs were evaluated on."""
-    import pandas as pd
 
-    summary = pd.read_csv(f"{results}/summary.csv")
-    wrong = pd.read_csv(f"{results}/misclassified.csv")
+    summary = read_table(f"{results}/summary.csv")
+    wrong = read_table(f"{results}/misclassified.csv")
     done = summary[~summary["diverged"].astype(bool)]
     figure_title = "CNN on MNIST: no run finished without diverging"
     rows = wrong.iloc[0:0]
     if len(done):
-        keys = [*swept(summary), "lr", "seed"]
+        keys = [*swept_columns(summary), "lr", "seed"]
         best = done.loc[done["final_test_accuracy"].idxmax()]
         rows = _rows(wrong, keys, [best[key] for key in keys])
         shown = "" if len(rows) <= MAX_DIGITS else f"; the first {MAX_DIGITS} shown"
@@ -303,17 +317,11 @@ def misclassified(results, images, path):
 # colour by η; beyond MAX_PANELS combinations it says so and draws the best ones.
 
 
-def swept(table):
-    """The columns of a sweep's settings: those before lr (none without a sweep)."""
-    columns = list(table.columns)
-    return columns[: columns.index("lr")]
-
-
 def _combination_label(keys, values):
     return ", ".join(f"{key}={value}" for key, value in zip(keys, values, strict=True))
 
 
-def _best_combinations(keys, scores, best):
+def _best_combinations(scores, best):
     """(combinations to draw, in the table's order; a note when some are left out): all, or
     the MAX_PANELS with the best score; scores {combination: score} in the table's order, best
     'max' or 'min'."""
@@ -336,13 +344,13 @@ def sweep_figures(history, summary, by_lr, figures, family):
     """The three figures of a family's sweep: FAMILY_loss_curves and FAMILY_accuracy_curves,
     a panel per combination (test solid with its min-max band, train dashed, colour by η), and
     FAMILY_accuracy_vs_lr, a line per combination."""
-    keys, name = swept(summary), NAMES[family]
+    keys, name = swept_columns(summary), NAMES[family]
     scores = {}
     for combo, group in by_lr.groupby(keys, sort=False):
         combo = combo if isinstance(combo, tuple) else (combo,)
         scores[combo] = group["mean_final_test_accuracy"].max()
     scores = {c: (-1.0 if s != s else s) for c, s in scores.items()}  # NaN: all diverged
-    combos, note = _best_combinations(keys, scores, "max")
+    combos, note = _best_combinations(scores, "max")
     rates = sorted(summary["lr"].unique())
     colors = _lr_colors(rates)
     for metric, ylabel, log_y in (("loss", "loss", True), ("accuracy", "accuracy", False)):
@@ -439,13 +447,14 @@ def toy_sweep_figures(history, grid_path, overlay_path):
     """A toy sweep's figures: toy_loss_grid, a panel per combination with the sheet start's
     E_total per step, colour by η; toy_loss_overlay, its E_total after the last step against η,
     a line per combination."""
-    keys = swept(history)
+    keys = swept_columns(history)
     sheet = history[history["init"] == "sheet"]
-    last = sheet.groupby([*keys, "lr"], sort=False)["E_total"].last().reset_index()
+    # The last step's E_total, NaN included (groupby's last() would skip it), as summary.csv.
+    last = sheet.groupby([*keys, "lr"], sort=False).tail(1)[[*keys, "lr", "E_total"]]
     scores = {}
     for combo, group in last.groupby(keys, sort=False):
         scores[combo if isinstance(combo, tuple) else (combo,)] = group["E_total"].min()
-    combos, note = _best_combinations(keys, scores, "min")
+    combos, note = _best_combinations(scores, "min")
     rates = sorted(sheet["lr"].unique())
     norm = matplotlib.colors.LogNorm(min(rates), max(rates)) if len(rates) > 1 else None
     figure, axes = _grid(len(combos))
