@@ -1,5 +1,5 @@
 """e ** x for the toy net's kernels, from IEEE adds and multiplies only: Cody and Waite's range
-reduction and a Taylor polynomial, as fdlibm does.  Within 1 ulp of the correctly rounded
+reduction (fdlibm's constants) and a Taylor polynomial.  Within 1 ulp of the correctly rounded
 value, the same bits on every machine (libm's exp may differ between C libraries), and a loop
 of them vectorizes, which a loop calling libm's exp does not."""
 

@@ -74,15 +74,14 @@ def value_labels(values):
     """The labels of one swept key's values: _label made safe (characters other than letters,
     digits and ._+- become _), shortened past LABEL_LENGTH with a hash of the value, and made
     distinct, where two would be alike, by the hash."""
-    labels = []
-    for value in values:
+    labels, digests = [], [hashlib.sha1(_canonical(v).encode()).hexdigest()[:8] for v in values]
+    for value, digest in zip(values, digests, strict=True):
         text = re.sub(r"[^A-Za-z0-9._+-]", "_", _label(value)) or "_"
-        digest = hashlib.sha1(_canonical(value).encode()).hexdigest()[:8]
         labels.append(text if len(text) <= LABEL_LENGTH else f"{text[:120]}_{digest}")
-    for index, value in enumerate(values):
-        if labels.count(labels[index]) > 1:
-            labels[index] += "_" + hashlib.sha1(_canonical(value).encode()).hexdigest()[:8]
-    return labels
+    return [
+        f"{label}_{digest}" if labels.count(label) > 1 else label
+        for label, digest in zip(labels, digests, strict=True)
+    ]
 
 
 def combinations(section):
