@@ -239,15 +239,18 @@ def accuracy_vs_lr(by_lr, path, name):
         capsize=4,
         label="final test accuracy: mean, min-max over seeds",
     )
-    for lr, acc, n_div in zip(ok["lr"], mean, ok["n_diverged"], strict=True):
-        ax.annotate(
+    top = ok["max_final_test_accuracy"] * 100
+    for lr, acc, high, n_div in zip(ok["lr"], mean, top, ok["n_diverged"], strict=True):
+        ax.annotate(  # above the error bar's cap, not on it
             f"{acc:.2f}%" + (f"\n{n_div} diverged" if n_div else ""),
-            (lr, acc),
+            (lr, high),
             textcoords="offset points",
-            xytext=(0, 8),
+            xytext=(0, 4),
             ha="center",
+            va="bottom",
             fontsize=7,
         )
+    ax.margins(x=0.08, y=0.15)  # room for the outermost labels inside the frame
     lost = by_lr[by_lr["mean_final_test_accuracy"].isna()]
     if len(lost):
         bottom = ax.get_ylim()[0] if len(ok) else 0
