@@ -46,15 +46,20 @@ def test_numba_cache_dir_is_honoured(tmp_path):
 @pytest.mark.workflow
 def test_cold_cache_with_many_concurrent_jobs(root, mnist_dir, tmp_path):
     cache = tmp_path / "cache"
-    env = {"NUMBA_CACHE_DIR": str(cache)}
+    printed = {}
     for name, cores in (("cold", "8"), ("warm", "1")):
         workdir = tmp_path / name
         config_file = write_config(root, mnist_dir, workdir, toy={})  # the default sweep: 36 jobs
-        snakemake(root, workdir, "--cores", cores, "--configfile", str(config_file), env=env)
+        # NUMBA_DEBUG_CACHE: every job prints what it loads from and saves to the cache.
+        env = {"NUMBA_CACHE_DIR": str(cache), "NUMBA_DEBUG_CACHE": "1"}
+        args = ["--cores", cores, "--configfile", str(config_file)]
+        printed[name] = snakemake(root, workdir, *args, env=env).stdout
     assert digests_of(tmp_path / "cold", TABLES) == digests_of(tmp_path / "warm", TABLES)
-    # The cache the racing jobs wrote is whole: a new job loads, compiles nothing.
-    lines = toy_job(cache, tmp_path / "c")
-    assert not any("saved" in line for line in lines), f"cache incomplete or corrupt: {lines}"
+    assert "[cache] data saved" in printed["cold"]
+    # The cache the racing jobs wrote is whole: the same jobs again load it and compile nothing.
+    assert "[cache] data loaded" in printed["warm"]
+    saved = [line for line in printed["warm"].splitlines() if "[cache] data saved" in line]
+    assert saved == [], f"cache incomplete or corrupt: {saved[:5]}"
 
 
 def mlp_job(cache, mnist_dir, out):
