@@ -45,6 +45,7 @@ def with_value(config, dotted, value):
 
 
 BAD = [
+    ("toy.steps", [20], r"toy.steps: found \[20\]: \[20\] is not of type 'integer'"),
     ("mlp.sweep", {"batch_size": 64}, r"mlp.sweep.batch_size: found 64: .*\(expected: A list of"),
     ("toy.learning_rates", [-0.1], r"toy.learning_rates\[0\]: found -0.1"),
     ("toy.learning_rates", [0], r"toy.learning_rates\[0\]: found 0"),

@@ -108,13 +108,13 @@ def _schema_problems(instance, schema):
     return problems
 
 
-@functools.cache
 def whole_number(value):
     """Whether value has a whole-number type (int, a NumPy integer): 3, not 3.0 (which range()
     and array shapes refuse) nor True."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+@functools.cache
 def _validator_class(jsonschema):
     """JSON Schema 2020-12, but an integer is a whole-number type (whole_number): JSON Schema
     counts 3.0 as an integer."""
