@@ -114,6 +114,13 @@ def whole_number(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def checked_lr(lr):
+    """lr as a float, or a ValueError unless it is a finite real number > 0."""
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
+        raise ValueError(f"lr: expected a finite number > 0, found {lr!r}")
+    return float(lr)
+
+
 @functools.cache
 def _validator_class(jsonschema):
     """JSON Schema 2020-12, but an integer is a whole-number type (whole_number): JSON Schema

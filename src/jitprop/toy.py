@@ -6,9 +6,6 @@ Shapes: S steps.  Weight order w1..w8 as in the exercise:
 h1 = w1*i1 + w2*i2, h2 = w3*i1 + w4*i2, o1 = w5*out_h1 + w6*out_h2, o2 = w7*out_h1 + w8*out_h2.
 """
 
-import math
-import numbers
-
 import numpy as np
 from numba import njit
 
@@ -122,12 +119,6 @@ def _as_vector(name, values, size):
     return np.ascontiguousarray(array)
 
 
-def _check_lr(lr):
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
-        raise ValueError(f"lr: expected a finite number > 0, found {lr!r}")
-    return float(lr)
-
-
 def _check_steps(steps):
     if not config.whole_number(steps) or steps < 1:
         raise ValueError(f"steps: expected a whole number >= 1, found {steps!r}")
@@ -159,7 +150,7 @@ def train(weights, inputs, targets, lr, steps):
     w0 = _as_vector("weights", weights, 8)
     i = _as_vector("inputs", inputs, 2)
     t = _as_vector("targets", targets, 2)
-    lr, steps = _check_lr(lr), _check_steps(steps)
+    lr, steps = config.checked_lr(lr), _check_steps(steps)
     rows = np.empty((steps, len(COLUMNS) - 5))
     _toy_train_kernel(rows, w0, i, t, lr)
     import pandas as pd  # here, not at the top: a sweep job's start-up never needs pandas
@@ -228,7 +219,7 @@ def sweep_part(runs, weights, inputs, targets, steps, init_range, columns=()):
     rows = np.empty((_check_steps(steps), len(COLUMNS) - 5))
     history, summary = [], []
     for lr, seed in runs:
-        lr = _check_lr(lr)
+        lr = config.checked_lr(lr)
         start = _as_vector("weights", _start_weights(weights, seed, init_range), 8)
         _toy_train_kernel(rows, start, i, t, lr)
         init = "sheet" if seed is None else "random"

@@ -3,7 +3,6 @@ learning-rate schedules, the divergence rule, the epoch loop with its history ro
 evaluation in batches.  A family supplies only its network (see `fit`'s `model`)."""
 
 import math
-import numbers
 import time
 from collections import namedtuple
 
@@ -173,8 +172,7 @@ FIT_SETTINGS = ("epochs", "batch_size", "lr_schedule", "divergence_threshold", "
 def check_run(lr, seed):
     """A ValueError naming lr or seed unless lr is a finite number > 0 and seed an integer
     >= 0."""
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
-        raise ValueError(f"lr: expected a finite number > 0, found {lr!r}")
+    config.checked_lr(lr)
     if not config.whole_number(seed) or seed < 0:
         raise ValueError(f"seed: expected an integer >= 0, found {seed!r}")
 
