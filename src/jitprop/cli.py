@@ -95,7 +95,6 @@ def cmd_toy_aggregate(args):
 
 
 def cmd_toy_plot(args):
-
     from jitprop import plots
 
     history = plots.read_table(f"{args.results}/history.csv", plots.TOY_COLUMNS)

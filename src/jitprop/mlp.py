@@ -307,7 +307,7 @@ def _prepare(params, X, y, activation, loss, labelled=True):
     fan_in, classes = params[0][0].shape[0], params[-1][0].shape[1]
     X = training.checked_inputs(X, (fan_in,), params[0][0].dtype)
     y = training.checked_labels(y, len(X), classes) if labelled else np.zeros(len(X), np.int64)
-    layers = [params[0][0].shape[0]] + [W.shape[1] for W, _ in params]
+    layers = [fan_in] + [W.shape[1] for W, _ in params]
     network = _Network(layers, params[0][0].dtype)
     B = X.shape[0]
     batch = _gather_batch(network.batch_buffers(B), network.samples(X, y, scale=1), np.arange(B))
