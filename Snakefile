@@ -75,4 +75,6 @@ onsuccess:
     # config that made the results.  JSON beside the CSVs, never inside them.
     from jitprop import provenance
 
-    provenance.write(config, workflow.basedir, workflow.cores, results("provenance.json"))
+    provenance.write(
+        config, workflow.basedir, workflow.cores, SOURCE, results("provenance.json")
+    )

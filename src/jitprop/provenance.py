@@ -70,7 +70,8 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
-def collect(config, source_dir, cores):
+def collect(config, source_dir, cores, source):
+    """The record of a run; `source`: source_hash() as the workflow's rules took it."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -81,7 +82,7 @@ def collect(config, source_dir, cores):
         "config": config,
         "config_sha256": config_hash(config),
         "git_commit": git_commit(source_dir),
-        "source_sha256": source_hash(),
+        "source_sha256": source,
         "packages": versions,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -92,5 +93,5 @@ def collect(config, source_dir, cores):
     }
 
 
-def write(config, source_dir, cores, path):
-    write_text(json.dumps(collect(config, source_dir, cores), indent=2) + "\n", path)
+def write(config, source_dir, cores, source, path):
+    write_text(json.dumps(collect(config, source_dir, cores, source), indent=2) + "\n", path)
