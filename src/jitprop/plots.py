@@ -178,7 +178,6 @@ NAMES = {"mlp": "MLP", "cnn": "CNN"}
 def family_figures(results, figures, family):
     """The three figures of an MNIST family, FAMILY_loss_curves, FAMILY_accuracy_curves and
     FAMILY_accuracy_vs_lr, in `figures`, from its aggregated tables in `results`."""
-
     history = read_table(f"{results}/history.csv")
     summary = read_table(f"{results}/summary.csv")
     by_lr = read_table(f"{results}/summary_by_lr.csv")
@@ -282,7 +281,6 @@ def misclassified(results, images, path):
     """The test digits the best run (highest final test accuracy; the first in (lr, seed)
     order on ties) gets wrong, each with its true and predicted label; images (N, 784) are the
     test images the runs were evaluated on."""
-
     summary = read_table(f"{results}/summary.csv")
     wrong = read_table(f"{results}/misclassified.csv")
     done = summary[~summary["diverged"].astype(bool)]
