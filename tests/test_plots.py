@@ -23,14 +23,9 @@ def test_a_collapsed_run_does_not_flatten_a_sweeps_accuracy_figure(monkeypatch, 
     summary = by_lr[["batch_size", "lr"]].assign(seed=0)
     history = summary.assign(epoch=1, train_loss=0.1, train_accuracy=0.9, test_loss=0.1)
     history["test_accuracy"] = by_lr["mean_final_test_accuracy"]
-    drawn = {}
-
-    def keep(figure, path):
-        drawn[path.rsplit("/", 1)[1]] = figure.axes[0]
-
-    monkeypatch.setattr(plots, "save_figure", keep)
+    drawn = capture(monkeypatch)
     plots.sweep_figures(history, summary, by_lr, str(tmp_path), "mlp")
-    ax = drawn["mlp_accuracy_vs_lr.png"]
+    ax = drawn["mlp_accuracy_vs_lr.png"].axes[0]
     bottom, top = ax.get_ylim()
     assert 90 < bottom < 97.5 < 98.1 < top, (bottom, top)  # the 97.5-98.1% lines stay apart
     assert "30.0%" in [text.get_text() for text in ax.texts]  # the collapse, written
