@@ -466,7 +466,7 @@ def other_conv(params):
         ),
         (
             lambda P, X, y: cnn.loss_and_grads([(1, 2)] * 5, X, y, NET),
-            r"params: expected a list of one dict per layer",
+            r"params: expected a list of one dict per layer, as init_params gives, found \[\(1,",
         ),
         (
             lambda P, X, y: cnn.loss_and_grads(
@@ -549,6 +549,10 @@ def test_init_params_shapes_and_seeds():
         ),
         ([{"linear": 10}, "batchnorm"], r"cnn.layers\[1\] \(batchnorm\): input of shape \(10,\)"),
         ([{"dropout": 1.0}, {"linear": 10}], r"cnn.layers\[0\] \(dropout\): p 1.0"),
+        (
+            [{"conv": {"out": 0, "kernel": 3}}, "gap", {"linear": 10}],
+            r"cnn.layers\[0\] \(conv\): out 0, kernel 3; expected whole numbers >= 1",
+        ),
         ([{"conv": {"out": 4}}, {"linear": 10}], r"cnn.layers\[0\] \(conv\): found"),
         ([], r"cnn.layers: expected a non-empty list"),
     ],

@@ -376,6 +376,10 @@ def test_non_finite_loss_is_divergence():
         (lambda p, X, y: mlp.loss_and_grads(p, X, y + 10), r"y: expected labels in 0\.\.3, f"),
         (lambda p, X, y: mlp.loss_and_grads(p, X, y + 0.5), "y: expected 6 integer labels"),
         (lambda p, X, y: mlp.loss_and_grads(p, X, None), "y: expected 6 .*, found None"),
+        (
+            lambda p, X, y: mlp.predict(5, X),
+            r"params: expected a list of \(W, b\) pairs, .*found 5",
+        ),
         (lambda p, X, y: mlp.loss_and_grads(p, X, y, "gelu"), "activation: expected one of"),
         (lambda p, X, y: mlp.loss_and_grads(p, X, y, "relu", "hinge"), "loss: expected one of"),
     ],
