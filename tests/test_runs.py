@@ -36,13 +36,33 @@ def test_toy_chunks_hold_consecutive_runs():
 
 
 def test_toy_args_carry_every_setting():
-    config = filled(toy={"steps": 7, "inputs": [0.25, 0.5]})
-    args = runs.toy_args(config, "lr~0.5/start~seed2")
+    """Every setting differs from its default, so a dropped option shows; negative numbers in
+    exponent form, and a swept value that starts with '-', reach the command line as values,
+    not options."""
+    weights = [-1e-05, 0.2, -0.3, 4e20, 0.5, -6e-20, 0.7, 0.8]
+    config = filled(
+        toy={
+            "steps": 7,
+            "weights": weights,
+            "inputs": [0.25, -0.5],
+            "targets": [0.1, 0.9],
+            "sweep": {"init_range": [[-1.5e-3, 1.0], [0.0, 0.5]]},
+        }
+    )
+    part = "init_range~-0.0015-1.0/lr~0.5/start~seed2"
+    args = runs.toy_args(config, part)
     parsed = cli.build_parser().parse_args(["toy", *args, "--out", "x"])
     assert parsed.steps == 7
-    assert parsed.inputs == [0.25, 0.5]
-    assert parsed.weights == config["toy"]["weights"]
+    assert parsed.weights == weights
+    assert parsed.inputs == [0.25, -0.5]
+    assert parsed.targets == [0.1, 0.9]
+    assert parsed.init_range == [-1.5e-3, 1.0]
     assert parsed.run == [["0.5", "2"]]
+    assert parsed.column == [("init_range", "-0.0015-1.0")]
+    unswept = filled(toy={})
+    parsed = cli.build_parser().parse_args(
+        ["toy", *runs.toy_args(unswept, "lr~0.5/start~sheet"), "--out", "x"]
+    )
     assert parsed.column is None
     with pytest.raises(ValueError, match=r"toy run 'lr~9.0/start~sheet' is not one of"):
         runs.toy_args(config, "lr~9.0/start~sheet")
@@ -68,7 +88,7 @@ def test_a_toy_sweep_chunks_within_each_combination():
     )
     assert parsed.steps == 20
     assert parsed.run == [["0.5", "3"]]
-    assert parsed.column == [["steps", "20"]]
+    assert parsed.column == [("steps", "20")]
 
 
 @pytest.mark.parametrize(
@@ -140,7 +160,7 @@ def test_a_sweep_is_the_product_of_its_keys_with_a_directory_level_and_a_column_
     )
     assert parsed.batch_size == 32
     assert parsed.layers == [784, 800, 10]
-    assert parsed.column == [["batch_size", "32"], ["layers", "784-800-10"]]
+    assert parsed.column == [("batch_size", "32"), ("layers", "784-800-10")]
 
 
 def test_swept_values_get_safe_distinct_labels():
@@ -266,11 +286,12 @@ def test_cli_bad_toy_runs_are_named(run, message, tmp_path):
 @pytest.mark.parametrize(
     ("family", "columns", "message"),
     [
-        ("toy", ["E_total", "1"], "--column E_total: already a column of the run's tables"),
-        ("mlp", ["lr", "0.1"], "--column lr: already a column of the run's tables"),
-        ("cnn", ["n_params", "5"], "--column n_params: already a column of the run's tables"),
-        ("mlp", ["epochs", "1", "--column", "epochs", "2"], "--column epochs: repeated"),
-        ("toy", ["note", "a,b"], "--column 'note' 'a,b': expected no comma, quote or line"),
+        ("toy", ["E_total=1"], "--column E_total: already a column of the run's tables"),
+        ("mlp", ["lr=0.1"], "--column lr: already a column of the run's tables"),
+        ("cnn", ["n_params=5"], "--column n_params: already a column of the run's tables"),
+        ("mlp", ["epochs=1", "--column", "epochs=2"], "--column epochs: repeated"),
+        ("toy", ["note=a,b"], "--column 'note=a,b': expected no comma, quote or line"),
+        ("mlp", ["epochs"], "argument --column: expected NAME=VALUE, found 'epochs'"),
     ],
 )
 def test_cli_bad_column_names_are_named_before_training(

@@ -299,17 +299,27 @@ def _checked_columns(args, taken):
             why = "repeated" if name not in taken else "already a column of the run's tables"
             raise ValueError(f"--column {name}: {why}; expected a new name for each setting")
         if any(character in text for text in (name, value) for character in ',"\n\r'):
-            raise ValueError(f"--column {name!r} {value!r}: expected no comma, quote or line break")
+            word = f"{name}={value}"
+            raise ValueError(f"--column {word!r}: expected no comma, quote or line break")
     return columns
+
+
+def _column(word):
+    """--column's NAME=VALUE as (name, value)."""
+    name, equals, value = word.partition("=")
+    if not (name and equals):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, found {word!r}")
+    return name, value
 
 
 def _add_column_option(parser):
     parser.add_argument(
         "--column",
-        nargs=2,
+        type=_column,
         action="append",
-        metavar=("NAME", "VALUE"),
-        help="a column NAME holding VALUE to lead every table (a sweep's setting; repeat)",
+        metavar="NAME=VALUE",
+        help="a column NAME holding VALUE to lead every table (a sweep's setting; repeat; "
+        "--column=NAME=VALUE when VALUE starts with '-')",
     )
 
 

@@ -9,6 +9,8 @@ import itertools
 import json
 import re
 
+import numpy as np
+
 from jitprop import config as configuration
 from jitprop import data
 
@@ -27,8 +29,12 @@ def lr_label(lr):
 
 
 def _arguments(values):
-    """Command-line words: floats as their shortest round-tripping repr."""
-    return [repr(value) if isinstance(value, float) else str(value) for value in values]
+    """Command-line words: floats as their shortest round-tripping digits, without an exponent
+    (argparse takes '-1e-05' for an option, '-0.00001' for a number)."""
+    return [
+        np.format_float_positional(value, trim="0") if isinstance(value, float) else str(value)
+        for value in values
+    ]
 
 
 def _canonical(value):
@@ -104,8 +110,10 @@ def _swept_path(swept):
 
 
 def _columns(swept):
-    """--column NAME VALUE for each swept setting: the leading columns of the run's tables."""
-    return [word for key, label in swept for word in ("--column", key, label)]
+    """--column=NAME=VALUE for each swept setting: the leading columns of the run's tables.
+    One word, so that a value starting with '-' (a list of negative numbers) is not taken for
+    an option."""
+    return [f"--column={key}={label}" for key, label in swept]
 
 
 # --------------------------------------------------------------------------- toy net
