@@ -66,8 +66,8 @@ def _label(value):
         return "none"
     if isinstance(value, list):
         return "-".join(_label(item) for item in value)
-    if set(value) == {"conv"}:
-        conv = value["conv"]
+    conv = value.get("conv") if len(value) == 1 else None
+    if isinstance(conv, dict) and {"out", "kernel"} <= set(conv):  # else the checks name it
         return (
             f"conv{conv['out']}k{conv['kernel']}"
             + (f"p{conv['padding']}" if conv.get("padding") else "")
