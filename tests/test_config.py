@@ -204,6 +204,10 @@ def test_run_settings_fill_defaults_and_name_bad_ones():
     }
     with pytest.raises(ConfigError, match=r"config key cnn.augment: .*'rotate' was unexpected"):
         config.run_settings("cnn", {"augment": {"rotate": 3.0}})
+    # Keys that list runs or name their data are not a run's settings.
+    for key, value in (("sweep", {"epochs": [1, 2]}), ("seeds", [1]), ("data_dir", "x")):
+        with pytest.raises(ConfigError, match=rf"mlp setting '{key}' unknown; expected one of"):
+            config.run_settings("mlp", {key: value})
 
 
 SWEEP_BAD = [

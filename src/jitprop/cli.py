@@ -131,11 +131,6 @@ def _progress_bar(epochs):
     return show
 
 
-# The options of `jitprop mlp` and `jitprop cnn` that say where the data comes from, not how a
-# run trains.
-DATA_OPTIONS = ("data_dir", "train_size", "test_size")
-
-
 def _as_options(message, family):
     """A config error named as the command line takes the settings: config key
     mlp.batch_size becomes --batch-size."""
@@ -163,7 +158,7 @@ def _train(args, family):
     columns = _checked_columns(args, tables.TAKEN_COLUMNS)
     if family == "cnn":
         _print_summary(args.layers)
-    settings = {key: value for key, value in section.items() if key not in DATA_OPTIONS}
+    settings = {key: value for key, value in section.items() if key not in config.DATA_KEYS}
     train_set = data.load_split(args.data_dir, "train", args.train_size)
     test_set = data.load_split(args.data_dir, "test", args.test_size)
     model = importlib.import_module(f"jitprop.{family}")

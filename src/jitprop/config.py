@@ -15,17 +15,11 @@ MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
 # The schema ships with the package (workflow/schemas/ links to it), so Python callers, the CLI
 # and the workflow read the same defaults.
 SCHEMA = Path(__file__).with_name("config.schema.yaml")
-# Keys of a section that say which runs there are and where their data comes from, rather than
-# how one run trains.
-NOT_RUN_KEYS = {
-    "learning_rates",
-    "seeds",
-    "data_dir",
-    "mirrors",
-    "train_size",
-    "test_size",
-    "runs_per_job",
-}
+# Keys of a section that say which runs there are, and where their data comes from, rather
+# than how one run trains.
+RUN_LIST_KEYS = {"learning_rates", "seeds", "sweep", "runs_per_job"}
+DATA_KEYS = {"data_dir", "mirrors", "train_size", "test_size"}
+NOT_RUN_KEYS = RUN_LIST_KEYS | DATA_KEYS
 
 
 class ConfigError(ValueError):
@@ -212,12 +206,10 @@ def _experiment_problems(experiment):
 
 
 def sweepable(section):
-    """The keys of a section that `sweep:` may name: those a single run uses."""
-    return [
-        key
-        for key in defaults(section)
-        if key not in {"learning_rates", "seeds", "sweep", "mirrors", "runs_per_job"}
-    ]
+    """The keys of a section that a single run uses, data included: `sweep:` may name them,
+    and `jitprop mlp` and `jitprop cnn` take them as options.  Not the mirrors, which only
+    serve the download."""
+    return [key for key in defaults(section) if key not in RUN_LIST_KEYS | {"mirrors"}]
 
 
 def _sweep_problems(section, settings, schema):

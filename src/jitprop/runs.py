@@ -169,14 +169,12 @@ def toy_args(config, part):
 # --------------------------------------------------------------------------- MNIST families
 # The MLP and the CNN: one run per (combination, learning rate, seed), a job each.
 FAMILIES = ("mlp", "cnn")
-# Keys of a family's section that are not options of its `jitprop FAMILY` command: the run's
-# learning rate and seed are, under their own names; mirrors only serve the download.
-NOT_OPTIONS = {"learning_rates", "seeds", "mirrors", "sweep"}
 
 
 def options(family):
-    """The keys of a family's section that its `jitprop FAMILY` command takes as --key-name."""
-    return [key for key in configuration.defaults(family) if key not in NOT_OPTIONS]
+    """The keys of a family's section that its `jitprop FAMILY` command takes as --key-name
+    (the run's learning rate and seed are options too, under their own names)."""
+    return configuration.sweepable(family)
 
 
 @functools.cache
