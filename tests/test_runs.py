@@ -348,6 +348,27 @@ def fake_run(out, lr, seed, columns=()):
     return out
 
 
+def test_a_diverged_run_has_no_final_values_but_its_best_epoch():
+    """Diverged in epoch 3, after two good epochs: no final model, so no final losses or
+    accuracy; the best test accuracy is the completed epochs' best."""
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "train_accuracy": 0.5, "test_loss": 2 / e,
+         "test_accuracy": accuracy}
+        for e, accuracy in ((1, 0.7), (2, 0.6))
+    ]  # fmt: skip
+    result = {"history": history, "steps": [], "timing": [], "diverged": True, "diverged_step": 9}
+    summary = tables.run_frames(result, 0.5, 0)["summary"].iloc[0]
+    assert summary[["final_train_loss", "final_test_loss", "final_test_accuracy"]].isna().all()
+    assert (summary["best_test_accuracy"], summary["epochs_completed"]) == (0.7, 2)
+    assert (summary["diverged"], summary["diverged_step"]) == (True, 9)
+    finished = tables.run_frames({**result, "diverged": False}, 0.5, 0)["summary"].iloc[0]
+    assert finished[["final_train_loss", "final_test_loss", "final_test_accuracy"]].tolist() == [
+        0.5,
+        1.0,
+        0.6,
+    ]
+
+
 def test_aggregation_refuses_runs_of_other_columns_and_writes_nothing(tmp_path):
     a = fake_run(tmp_path / "a", 0.1, 0)
     b = fake_run(tmp_path / "b", 0.1, 1, [("batch_size", 32)])

@@ -60,7 +60,9 @@ def run_frames(result, lr, seed):
     n_params when the result counts them), misclassified (when it lists them) and timing."""
     history = _frame(result["history"], HISTORY_COLUMNS, lr, seed)
     steps = _frame(result["steps"], STEPS_COLUMNS, lr, seed)
-    last = result["history"][-1] if result["history"] else {}
+    # A diverged run has no final model: its final losses and accuracy are missing, not the
+    # last good epoch's (which history.csv holds, as best_test_accuracy counts it).
+    last = result["history"][-1] if result["history"] and not result["diverged"] else {}
     summary = pd.DataFrame(
         [
             {
@@ -71,11 +73,7 @@ def run_frames(result, lr, seed):
                 "diverged_step": result["diverged_step"],
                 "final_train_loss": last.get("train_loss", np.nan),
                 "final_test_loss": last.get("test_loss", np.nan),
-                # A diverged run has no final model: its final accuracy is missing, not the
-                # last good one.
-                "final_test_accuracy": np.nan
-                if result["diverged"]
-                else last.get("test_accuracy", np.nan),
+                "final_test_accuracy": last.get("test_accuracy", np.nan),
                 "best_test_accuracy": max(
                     (r["test_accuracy"] for r in result["history"]), default=np.nan
                 ),
