@@ -29,6 +29,8 @@ def config_hash(config):
 
 
 def git_commit(directory):
+    """The commit checked out at `directory`, with '+dirty' when tracked files differ from it
+    ('+status-unknown' when git cannot tell); 'unknown' outside a git work tree."""
     try:
         result = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -40,13 +42,17 @@ def git_commit(directory):
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=10,
-    ).stdout
+    try:
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return result.stdout.strip() + "+status-unknown"
     return result.stdout.strip() + ("+dirty" if dirty.strip() else "")
 
 

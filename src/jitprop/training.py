@@ -20,7 +20,8 @@ BLOCK = 8192
 
 
 def sgd_state(theta, segments, momentum, weight_decay):
-    """SGD with zero momentum for theta; segments: (start, end, decays) covering theta."""
+    """SGD with momentum for theta, its velocity starting at zero; segments: (start, end,
+    decays) covering theta."""
     blocks = [
         (first, min(first + BLOCK, end), decays)
         for start, end, decays in segments
@@ -210,9 +211,9 @@ def fit(
     """Mini-batch training of `model` for `epochs` passes, each over a fresh shuffle drawn from
     `rng`.  Stops early, marked diverged, at the first batch that blows up (see blown_up).
 
-    model: n_train, train_batches(totals, corrects, order, first, rates, limit) -> batches
-    trained (fewer than len(totals) when one blew up: its loss is written, its update not
-    made), evaluate() -> (test loss, test accuracy), and optionally begin_epoch(rng), which
+    model: n_train, train_batches(totals, corrects, order, first, rates, limit) -> the number
+    of batches whose loss was written (when the last of them blew up, its update was not made),
+    evaluate() -> (test loss, test accuracy), and optionally begin_epoch(rng), which
     draws the epoch's other random numbers after its shuffle.
     Returns dict(history (per-epoch rows), steps (logged batch losses), timing (seconds of each
     epoch's training pass), diverged, diverged_step).  `on_epoch(epoch, row)` is called after
