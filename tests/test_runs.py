@@ -106,31 +106,29 @@ def test_a_toy_sweep_chunks_within_each_combination():
     ],
 )
 def test_run_args_give_the_cli_the_config_and_the_cli_defaults_are_the_schemas(family, changes):
-    config = filled(**{family: {**changes, "learning_rates": [0.05, 0.01], "seeds": [2, 0]}})
-    section = config[family]
-    args = runs.run_args(config, family, "lr~0.05/seed~2")
+    filled_config = filled(**{family: {**changes, "learning_rates": [0.05, 0.01], "seeds": [2, 0]}})
+    section = filled_config[family]
+    args = runs.run_args(filled_config, family, "lr~0.05/seed~2")
     parsed = cli.build_parser().parse_args([family, *args, "--out", "x"])
     assert (parsed.lr, parsed.seed) == (0.05, 2)
     for key in runs.options(family):
         assert getattr(parsed, key) == section[key], key
+        # Each option is on the command line, not left to the command's default.
+        given = section[key] is not None
+        assert any(word.split("=")[0] == f"--{key.replace('_', '-')}" for word in args) == given
     # With no option given, the command line runs what the schema's defaults say.
     bare = cli.build_parser().parse_args([family, "--lr", "0.1", "--seed", "0", "--out", "x"])
-    defaults = config_defaults(family)
     for key in runs.options(family):
-        assert getattr(bare, key) == defaults[key], key
+        assert getattr(bare, key) == config.defaults(family)[key], key
     # Learning rates ascending, then seeds ascending, whatever the config's order.
-    assert [d.split("runs/")[1] for d in runs.run_dirs(config, family)] == [
+    assert [d.split("runs/")[1] for d in runs.run_dirs(filled_config, family)] == [
         "lr~0.01/seed~0",
         "lr~0.01/seed~2",
         "lr~0.05/seed~0",
         "lr~0.05/seed~2",
     ]
     with pytest.raises(ValueError, match=rf"{family} run 'lr~9.0/seed~0' is not one of"):
-        runs.run_args(config, family, "lr~9.0/seed~0")
-
-
-def config_defaults(family):
-    return config.defaults(family)
+        runs.run_args(filled_config, family, "lr~9.0/seed~0")
 
 
 def test_a_sweep_is_the_product_of_its_keys_with_a_directory_level_and_a_column_each():
