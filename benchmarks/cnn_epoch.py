@@ -6,10 +6,12 @@ linear layers' multiply-adds, and the machine's practical peak (NumPy's sgemm).
     python benchmarks/cnn_epoch.py [--data-dir ../shared/data/mnist] [--rounds 3]
                                    [--batches N] [--threads 1 2] [--stages]
 
-Both train on the same normalized images without augmentation (jitprop's rotations are cheap,
-torchvision's are not, and the issue compares layers); the ratio is the median of the rounds'
+Both train on the same normalized images without augmentation (jitprop's batch gather
+resamples every image, turned or not, so rotations cost it nothing; torchvision's are not free,
+and the issue compares layers); the ratio is the median of the rounds'
 ratios, each from back-to-back epochs.  --stages prints where jitprop's time goes, kernel by
-kernel (the profile).  PyTorch is optional (pip install -e ".[bench]").
+kernel (the profile).  The bench extra (pip install -e ".[bench]") brings threadpoolctl,
+which the script needs, and PyTorch, without which it times jitprop alone.
 """
 
 import argparse
@@ -152,7 +154,9 @@ def stages(images, labels, threads, batches):
     for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
         print(f"  {name:<32} {seconds / batches * 1e3:7.2f} ms {seconds / total:6.1%}")
     rest = total - sum(spent.values())
-    print(f"  {'(Python between kernels)':<32} {rest / batches * 1e3:7.2f} ms {rest / total:6.1%}")
+    # The batch gather (cnn._gather), the SGD update and the Python around them.
+    rest_label = "(the rest: gather, SGD, Python)"
+    print(f"  {rest_label:<32} {rest / batches * 1e3:7.2f} ms {rest / total:6.1%}")
 
 
 def main():

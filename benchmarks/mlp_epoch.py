@@ -2,11 +2,12 @@
 same threads, run side by side in this process.  Prints seconds per epoch, ratios, and GFLOP/s
 beside the sgemm GFLOP/s NumPy reaches at the same shapes.
 
-    python benchmarks/mlp_epoch.py [--data-dir ../shared/data/mnist] [--repeats 3]
+    python benchmarks/mlp_epoch.py [--data-dir ../shared/data/mnist] [--repeats 5]
 
-PyTorch is optional (pip install -e ".[bench]"); without it the script says so and compares
-against NumPy only.  Absolute seconds depend on the machine and its load; the ratios are the
-result.  Each figure is the best of --repeats epochs.
+The bench extra (pip install -e ".[bench]") brings threadpoolctl, which the script needs, and
+PyTorch, which it does not: without it the script says so and compares against NumPy only.
+Absolute seconds depend on the machine and its load; the ratios are the result.  Seconds are
+the best of --repeats rounds (default 5), ratios the median of the rounds' ratios.
 """
 
 import argparse

@@ -1,8 +1,9 @@
 """What each speed trick of the MLP's layer kernels buys: every kernel of jitprop.layers against
 the plain one-term-at-a-time loop of tests/reference.py, compiled by Numba the same way and run
 side by side on the same MNIST batches (784-128-10, batch 64, float32).  Both give the same
-bits (tests/test_mlp.py); the ratio is the trick's gain.  The numbers quoted beside the tricks
-in src/jitprop/layers.py come from this script.
+bits (tests/test_mlp.py); on one thread the ratio is the trick's gain.  The plain loops are
+serial, so with --threads 2 it is the trick's and the second thread's together.  The numbers
+quoted beside the tricks in src/jitprop/layers.py and mlp.py come from this script.
 
     python benchmarks/mlp_tricks.py [--data-dir ../shared/data/mnist] [--threads 1]
 """
@@ -95,7 +96,7 @@ def main():
         ("output layer dW: dW^T, select", each_batch(
             lambda i: layers.dense_backward_params(dW2, db2, dlogits, hidden)),
          each_batch(lambda i: plain(dW2, hiddenT, dlogits, zeros_k))),
-        ("output layer dx: W^T (the plain loop)", each_batch(
+        ("output layer dx: plain loop (control)", each_batch(
             lambda i: layers.dense_backward_input(dx, dlogits, W2)),
          each_batch(lambda i: plain(dx, dlogits, W2T, zeros_h))),
     ]  # fmt: skip

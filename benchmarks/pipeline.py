@@ -112,14 +112,14 @@ def main():
     data = ["--data-dir", args.data_dir, "--epochs", "1"]
     mlp_rss = job_rss(["mlp", "--lr", "0.05", "--seed", "0", *data, "--out", str(scratch / "mlp")])
     row(
-        "MLP job peak RSS, MB (784-128-10, 1 epoch)",
+        "MLP job peak RSS, MiB (784-128-10, 1 epoch)",
         f"{mlp_rss}",
         "< 400",
-        f"imports alone: {stack_rss} MB",
+        f"imports alone: {stack_rss} MiB",
     )
     cnn = ["--threads", "2", "cnn", "--lr", "0.1", "--seed", "0", *data]
     cnn_rss = job_rss([*cnn, "--out", str(scratch / "cnn")])
-    row("CNN job peak RSS, MB (default network, 1 epoch, 2 threads)", f"{cnn_rss}", "<= 1000")
+    row("CNN job peak RSS, MiB (default network, 1 epoch, 2 threads)", f"{cnn_rss}", "<= 1000")
 
     if not args.skip_default:
         default = scratch / "default"

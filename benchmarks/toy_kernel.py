@@ -6,6 +6,10 @@ One run is a chain: each step needs the weights of the one before, and a step's 
 holds two exp and two divisions, so it is bound by their latency, not by throughput.  The grid
 kernel steps many independent nets side by side, one per SIMD lane.
 
+The pure-Python baseline does less than the kernels: a step's forward pass, backward pass and
+update, but no error and no cells kept, so the speed-ups are if anything understated.  The
+grid's baseline is that per-step time times the grid's net-steps, not a second run.
+
     python benchmarks/toy_kernel.py
 """
 

@@ -92,7 +92,8 @@ def add_scaled_rows(out, M, index, value, first, last):
             out[j] += a * r[j]
 
 
-# 1.5x the plain loop on one thread, 2.4x on two (benchmarks/mlp_tricks.py, 784-128, batch 64).
+# 1.5x the plain loop on one thread, 2.4x it on two threads (benchmarks/mlp_tricks.py, 784-128,
+# batch 64; the plain loop is serial).
 @njit(cache=True, parallel=True)
 def csr_forward(out, csr, W, b):
     """out (B, H) = x @ W (D, H) + b (H,), x (B, D) given by its CSR:
@@ -103,7 +104,7 @@ def csr_forward(out, csr, W, b):
         add_scaled_rows(out[n], W, column, value, start[n], start[n + 1])
 
 
-# 1.5x the plain loop on one thread, 2.0x on two, the CSR-to-CSC transpose included
+# 1.5x the plain loop (serial) on one thread, 2.0x it on two, the CSR-to-CSC transpose included
 # (benchmarks/mlp_tricks.py).
 @njit(cache=True, parallel=True)
 def csc_backward_params(dW, db, dout, csc):
@@ -149,7 +150,8 @@ def add_nonzero_rows(out, X, c):
             out[i] = add_if_nonzero(out[i], X[k, i], c[k])
 
 
-# 3.4x the plain loop on one thread, 2.4x on two (benchmarks/mlp_tricks.py, 128-10, batch 64).
+# 3.4x the plain loop on one thread, 2.4x it on two threads (benchmarks/mlp_tricks.py, 128-10,
+# batch 64; the plain loop is serial).
 @njit(cache=True, parallel=True)
 def dense_forward(out, x, W, b):
     """out (B, H) = x (B, D) @ W (D, H) + b (H,), skipping x's zeros.
@@ -163,7 +165,8 @@ def dense_forward(out, x, W, b):
     out[:] = outT.T
 
 
-# 5.0x the plain loop on one thread, 4.3x on two (benchmarks/mlp_tricks.py, 128-10, batch 64).
+# 5.0x the plain loop on one thread, 4.3x it on two threads (benchmarks/mlp_tricks.py, 128-10,
+# batch 64; the plain loop is serial).
 @njit(cache=True, parallel=True)
 def dense_backward_params(dW, db, dout, x):
     """dW (D, H) = x (B, D)^T @ dout (B, H), skipping x's zeros; db (H,) = column sums of dout.
@@ -182,8 +185,8 @@ def dense_backward_params(dW, db, dout, x):
 def dense_backward_input(dx, dout, W):
     """dx (B, D) = dout (B, H) @ W (D, H)^T: row n is the sum of dout[n, j] * W^T[j], j in
     order.  The plain loop, on a transposed copy of W so that it runs along contiguous rows:
-    blocking it as add_scaled_rows does, and threads, made it slower (0.8x and 0.7x,
-    benchmarks/mlp_tricks.py)."""
+    blocking it as add_scaled_rows does, and threads, made it slower (0.8x and 0.7x, measured
+    during development; the versions were not kept)."""
     WT = np.ascontiguousarray(W.T)
     for n in range(dout.shape[0]):
         dx[n] = 0

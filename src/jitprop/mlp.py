@@ -143,7 +143,8 @@ def _train_batches(totals, corrects, sgd, net, buffers, samples, order, first, r
 
 
 # Copying CSR rows is 1.9x faster than gathering the batch as dense floats on one thread, 2.4x
-# on two (benchmarks/mlp_tricks.py), and the kernels after it skip the zeros.
+# on two threads against the (serial) dense gather (benchmarks/mlp_tricks.py), and the kernels
+# after it skip the zeros.
 @njit(cache=True, parallel=True)
 def _gather_batch(buffers, samples, index):
     """The batch of samples[index] in `buffers` (a Batch for up to B samples): copies the
