@@ -1,7 +1,9 @@
-"""Numba's on-disk cache: NUMBA_CACHE_DIR is honoured, and a cold cache filled by many jobs at
-once (--cores 8 on a 2-core machine) is neither crashed on nor corrupted."""
+"""Numba's on-disk cache: NUMBA_CACHE_DIR is honoured, an edit anywhere in the package reaches
+every kernel, and a cold cache filled by many jobs at once (--cores 8 on a 2-core machine) is
+neither crashed on nor corrupted."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -41,6 +43,64 @@ def test_numba_cache_dir_is_honoured(tmp_path):
     second = toy_job(cache, tmp_path / "b")
     assert any("data loaded from" in line and "toy_train_kernel" in line for line in second)
     assert not any("saved" in line for line in second), f"compiled again: {second}"
+
+
+def test_an_edit_to_a_helper_in_another_module_reaches_its_cached_callers(root, tmp_path):
+    """The toy's training kernel inlines exp, from exp.py; Numba checks a cached kernel against
+    its own file only.  In a copy of the package (first on PYTHONPATH), exp is changed after a
+    toy job filled the cache: the next job on that cache computes what one on a cold cache
+    does, not what it did before."""
+    package = tmp_path / "copy/jitprop"
+    shutil.copytree(root / "src/jitprop", package, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def history(cache, out):
+        env = {**os.environ, "PYTHONPATH": str(package.parent), "NUMBA_CACHE_DIR": str(cache)}
+        command = [sys.executable, "-m", "jitprop", "toy", "--lr", "0.5", "--steps", "3"]
+        result = subprocess.run([*command, "--out", out], capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+        return (out / "history.csv").read_text()
+
+    before = history(tmp_path / "cache", tmp_path / "a")
+    source = (package / "exp.py").read_text()
+    result = "return (1.0 + (p + q * (r4 * r4))) * pow2(half)"
+    assert source.count(result) == 1
+    (package / "exp.py").write_text(source.replace(result, result.replace("1.0 +", "2.0 +")))
+    after = history(tmp_path / "cache", tmp_path / "b")
+    assert after == history(tmp_path / "cold", tmp_path / "c")
+    assert after != before
+
+
+# Imports one module alone, then lists every kernel of jitprop now loaded and whether its cache
+# is stamped with the whole package.
+STAMPS = """
+import importlib, sys
+from numba.core.dispatcher import Dispatcher
+importlib.import_module(sys.argv[1])
+from jitprop import jit
+for name, module in list(sys.modules.items()):
+    for key, value in vars(module).items():
+        if isinstance(value, Dispatcher) and value.py_func.__module__ == name == module.__name__:
+            print(f"{name}.{key}", isinstance(value._cache._impl.locator, jit._WholePackageStamp))
+"""
+
+
+def test_every_cached_kernel_is_stamped_with_the_whole_package(root):
+    """The stamp is installed when jitprop.jit is imported, so a module that decorated kernels
+    before importing it would leave them unstamped: each kernel module is imported alone, in a
+    fresh process, first of all jitprop."""
+    stamped = {}
+    for path in sorted((root / "src/jitprop").glob("*.py")):
+        if "njit" in path.read_text():
+            module = f"jitprop.{path.stem}"
+            result = subprocess.run(
+                [sys.executable, "-c", STAMPS, module], capture_output=True, text=True
+            )
+            assert result.returncode == 0, result.stderr
+            stamped.update(line.split() for line in result.stdout.splitlines())
+    unstamped = [kernel for kernel, ok in stamped.items() if ok != "True"]
+    assert not unstamped, f"cached without the package's stamp: {unstamped}"
+    assert {"jitprop.layers.dense_forward", "jitprop.mlp._train_batches"} <= set(stamped)
+    assert "jitprop.toy._toy_train_kernel" in stamped
 
 
 @pytest.mark.workflow
@@ -98,7 +158,7 @@ def mlp_job(cache, mnist_dir, out):
 def test_callers_compiled_against_cached_parallel_kernels_load_again(mnist_dir, tmp_path):
     """Jobs sharing a cache fill it in any order: here the training loop is compiled by a job
     that loaded its parallel kernels from the cache, then loaded by a third job.  Numba once
-    segfaulted exactly there (numba/numba#8578), which jitprop.mlp works around."""
+    segfaulted exactly there (numba/numba#8578), which jitprop.jit.calls_parallel works around."""
     cache = tmp_path / "cache"
     assert mlp_job(cache, mnist_dir, tmp_path / "a").returncode == 0
     callers = [*cache.rglob("mlp._train_batches-*"), *cache.rglob("mlp._train_step-*")]

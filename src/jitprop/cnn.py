@@ -9,10 +9,11 @@ jitprop.training.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from jitprop import config, training
 from jitprop.cnn_net import CLASSES, IMAGE, LayerError, Network, Pass, parse_layers, summary
+from jitprop.jit import njit
 
 __all__ = [
     "MNIST_MEAN",

@@ -12,7 +12,9 @@ not depend on the number of threads.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from jitprop.jit import njit
 
 # --------------------------------------------------------------------------- convolution
 # Cross-correlation, as PyTorch's Conv2d: out[co, n, y, x] = b[co] + the sum over ci, ky, kx, in

@@ -6,8 +6,10 @@ of them vectorizes, which a loop calling libm's exp does not."""
 import math
 
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
+
+from jitprop.jit import njit
 
 LOG2E = 1.4426950408889634
 LN2_HI = 6.93147180369123816490e-01  # ln 2's leading 32 bits: n * LN2_HI is exact for |n| < 2^21

@@ -1,10 +1,49 @@
-"""Numba settings the kernel modules share: the decorator for functions that are parallel only
-because they call parallel kernels (the numba/numba#8578 workaround), in one place."""
+"""Numba settings the kernel modules share, in one place: the cache stamp that covers all of
+jitprop's source, and the decorator for functions that are parallel only because they call
+parallel kernels (the numba/numba#8578 workaround).  Every kernel module takes `njit` from here,
+so that the stamp is in place before its first kernel is decorated."""
 
 import warnings
+from pathlib import Path
 
 from numba import njit
+from numba.core import caching
 from numba.core.errors import NumbaPerformanceWarning
+
+from jitprop.provenance import source_hash
+
+__all__ = ["calls_parallel", "njit"]
+
+PACKAGE = Path(__file__).resolve().parent
+SOURCE = source_hash(PACKAGE)
+
+
+# Numba checks a cached function against its own file only.  A kernel that calls one of another
+# module (mlp's training step calls layers' kernels, the toy's inline exp) holds a compiled copy
+# of it, so editing layers.py would leave mlp's cached step running the old code.  So every
+# jitprop kernel's cache entries are stamped with the hash of all of jitprop's source as well
+# (the hash provenance.json records): any change to the package recompiles every kernel once.
+class _WholePackageStamp:
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if Path(py_file).resolve().parent != PACKAGE:
+            return None  # not jitprop's: Numba's own locators take it
+        return super().from_function(py_func, py_file)
+
+    def get_source_stamp(self):
+        return super().get_source_stamp(), SOURCE
+
+
+# Numba's locators, in its order (NUMBA_CACHE_DIR, else beside the source, else the user's
+# cache directory), each stamped with the whole package; ahead of Numba's, for jitprop's files.
+caching.CacheImpl._locator_classes[:0] = [
+    type(f"WholePackage{base.__name__}", (_WholePackageStamp, base), {})
+    for base in (
+        caching.UserProvidedCacheLocator,
+        caching.InTreeCacheLocator,
+        caching.UserWideCacheLocator,
+    )
+]
 
 # Numba can segfault when a cached function that was compiled against a cached parallel=True
 # callee is later loaded from the cache (numba/numba#8578; reproduced here with two jobs sharing

@@ -12,7 +12,9 @@ import math
 from collections import namedtuple
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from jitprop.jit import njit
 
 # Activation and loss codes, as the kernels receive them; the names are the config's.
 RELU, SIGMOID, TANH = 0, 1, 2

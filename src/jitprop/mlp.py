@@ -10,10 +10,10 @@ import math
 from collections import namedtuple
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from jitprop import config, training
-from jitprop.jit import calls_parallel
+from jitprop.jit import calls_parallel, njit
 from jitprop.layers import (
     ACTIVATIONS,
     CSR,

@@ -7,10 +7,10 @@ h1 = w1*i1 + w2*i2, h2 = w3*i1 + w4*i2, o1 = w5*out_h1 + w6*out_h2, o2 = w7*out_
 """
 
 import numpy as np
-from numba import njit
 
 from jitprop import config
 from jitprop.exp import exp
+from jitprop.jit import njit
 
 __all__ = ["COLUMNS", "random_weights", "train"]
 

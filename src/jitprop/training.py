@@ -7,9 +7,10 @@ import time
 from collections import namedtuple
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from jitprop import config
+from jitprop.jit import njit
 
 # Parameters, gradients and momentum live in flat buffers laid out alike, as llm.c does: one
 # update loop, one allocation.  `blocks` (K, 3) cuts theta into runs of at most BLOCK
