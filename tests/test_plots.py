@@ -80,5 +80,5 @@ def test_the_toy_overlay_draws_a_run_that_ends_in_nan_as_nan(monkeypatch):
 def test_a_table_that_is_not_an_aggregated_one_is_named(tmp_path):
     path = tmp_path / "history.csv"
     pd.DataFrame({"step": [0], "E_total": [0.1]}).to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"history\.csv: expected a table of jitprop's aggreg"):
+    with pytest.raises(ValueError, match=r"history\.csv: expected one of jitprop's tables"):
         plots.read_table(path)

@@ -385,6 +385,22 @@ def test_aggregation_refuses_runs_of_other_columns_and_writes_nothing(tmp_path):
     ]
 
 
+def test_aggregated_tables_keep_the_labels_of_swept_values(tmp_path):
+    """A swept weight decay of 0 and 0.001: its column reads 0, as its directory does, not the
+    0.0 a float column would write."""
+    runs = [
+        fake_run(tmp_path / name, 0.1, 0, [("weight_decay", label)])
+        for name, label in (("a", "0"), ("b", "0.001"))
+    ]
+    tables.aggregate(runs, tmp_path / "out", "cnn")
+    for name in ("history", "summary", "summary_by_lr", "timing"):
+        lines = (tmp_path / "out" / f"{name}.csv").read_text().splitlines()[1:]
+        assert [line.split(",")[0] for line in lines][:: len(lines) // 2] == ["0", "0.001"], name
+    summary = tables.read_table(tmp_path / "out/summary.csv")
+    assert summary["weight_decay"].tolist() == ["0", "0.001"]
+    assert summary["diverged_step"].dtype == "Int64"
+
+
 def test_toy_aggregation_checks_every_table_before_writing(tmp_path):
     for run, summary in (("a", toy.SUMMARY_HEADER), ("b", "x," + toy.SUMMARY_HEADER)):
         (tmp_path / run).mkdir()

@@ -8,27 +8,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 
 from jitprop.io import save_figure
-from jitprop.tables import swept_columns
+from jitprop.tables import read_table, swept_columns
 
 # The same look on every machine, whatever its matplotlibrc: resolution and text size.  (PNG
 # bytes are deterministic by themselves once save_figure drops the metadata.)
 plt.rcParams.update({"figure.dpi": 120, "font.size": 9})
-
-
-def read_table(path, columns=None):
-    """An aggregated table (with `columns` only, and the swept ones before lr, when given), or
-    a ValueError naming the file when it is not one: it has no lr column."""
-    header = list(pd.read_csv(path, nrows=0).columns)
-    if "lr" not in header:
-        raise ValueError(
-            f"{path}: expected a table of jitprop's aggregation, with an lr column; found "
-            f"columns {header}"
-        )
-    keys = header[: header.index("lr")]
-    return pd.read_csv(path, usecols=None if columns is None else [*keys, *columns])
 
 
 def _grid(n_panels):

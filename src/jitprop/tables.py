@@ -107,10 +107,9 @@ def aggregate(runs, out, family):
     checked before any is written."""
     tables = {}
     for name in RUN_TABLES[family]:
-        kwargs = {"dtype": {"diverged_step": "Int64"}} if name == "summary" else {}
         frames = []
         for run in runs:
-            frame = pd.read_csv(f"{run}/{name}.csv", **kwargs)
+            frame = read_table(f"{run}/{name}.csv")
             if frames and list(frame.columns) != list(frames[0].columns):
                 raise ValueError(
                     f"{run}/{name}.csv: columns {list(frame.columns)}, expected those of "
@@ -126,6 +125,23 @@ def aggregate(runs, out, family):
 def swept_columns(table):
     """The columns of a sweep's settings: those before lr."""
     return list(table.columns[: list(table.columns).index("lr")])
+
+
+def read_table(path, columns=None):
+    """A table of jitprop's (with `columns` only, and the swept ones before lr, when given),
+    its swept settings read as the text of their labels, as the run directories spell them (a
+    weight decay of 0 stays 0, not 0.0, beside 0.001); a ValueError naming the file when it
+    has no lr column."""
+    header = list(pd.read_csv(path, nrows=0).columns)
+    if "lr" not in header:
+        raise ValueError(
+            f"{path}: expected one of jitprop's tables, with an lr column; found columns {header}"
+        )
+    keys = header[: header.index("lr")]
+    dtype = {key: str for key in keys}
+    if "diverged_step" in header:
+        dtype["diverged_step"] = "Int64"
+    return pd.read_csv(path, usecols=None if columns is None else [*keys, *columns], dtype=dtype)
 
 
 def concatenate(runs, out, headers):
