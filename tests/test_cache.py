@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from jitprop import provenance
+
 from helpers import digests_of, snakemake, write_config
 
 TABLES = [
@@ -68,6 +70,16 @@ def test_an_edit_to_a_helper_in_another_module_reaches_its_cached_callers(root, 
     after = history(tmp_path / "cache", tmp_path / "b")
     assert after == history(tmp_path / "cold", tmp_path / "c")
     assert after != before
+
+
+def test_the_source_hash_skips_an_editors_lock_file(root, tmp_path):
+    """While a buffer is unsaved, emacs leaves .#NAME.py, a link to nowhere, beside the file:
+    every kernel import hashes the package, and must neither fail nor change on it."""
+    package = tmp_path / "jitprop"
+    shutil.copytree(root / "src/jitprop", package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = provenance.source_hash(package)
+    (package / ".#layers.py").symlink_to("user@host.1234:1700000000")
+    assert provenance.source_hash(package) == before
 
 
 # Imports one module alone, then lists every kernel of jitprop now loaded and whether its cache

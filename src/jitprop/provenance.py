@@ -59,10 +59,12 @@ def git_commit(directory):
 def source_hash(package=Path(__file__).parent):
     """SHA-256 of jitprop's own files (its modules and its config schema), by name: the code
     every job runs.  Every rule that runs jitprop takes it as a parameter, so Snakemake reruns
-    the jobs when the code changes."""
+    the jobs when the code changes.  Hidden files are not the package's: an editor's lock file
+    (emacs' .#layers.py, a dangling link while a buffer is unsaved) is skipped."""
     digest = hashlib.sha256()
     for path in sorted([*package.glob("*.py"), *package.glob("*.yaml")]):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        if not path.name.startswith("."):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
