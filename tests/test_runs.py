@@ -399,6 +399,11 @@ def test_aggregated_tables_keep_the_labels_of_swept_values(tmp_path):
     summary = tables.read_table(tmp_path / "out/summary.csv")
     assert summary["weight_decay"].tolist() == ["0", "0.001"]
     assert summary["diverged_step"].dtype == "Int64"
+    # A label pandas would take for missing stays text (an empty field is still missing).
+    run = fake_run(tmp_path / "c", 0.1, 0, [("note", "NA")])
+    summary = tables.read_table(run / "summary.csv")
+    assert summary["note"].tolist() == ["NA"]
+    assert summary["diverged_step"].isna().all()
 
 
 def test_toy_aggregation_checks_every_table_before_writing(tmp_path):

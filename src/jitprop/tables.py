@@ -141,7 +141,15 @@ def read_table(path, columns=None):
     dtype = {key: str for key in keys}
     if "diverged_step" in header:
         dtype["diverged_step"] = "Int64"
-    return pd.read_csv(path, usecols=None if columns is None else [*keys, *columns], dtype=dtype)
+    # Only an empty field is missing, and only outside the labels: a label NA or null is text.
+    missing = {column: [""] for column in header if column not in keys}
+    return pd.read_csv(
+        path,
+        usecols=None if columns is None else [*keys, *columns],
+        dtype=dtype,
+        keep_default_na=False,
+        na_values=missing,
+    )
 
 
 def concatenate(runs, out, headers):
