@@ -313,8 +313,7 @@ def _add_column_option(parser):
         type=_column,
         action="append",
         metavar="NAME=VALUE",
-        help="a column NAME holding VALUE to lead every table (a sweep's setting; repeat; "
-        "--column=NAME=VALUE when VALUE starts with '-')",
+        help="a column NAME holding VALUE to lead every table (a sweep's setting; repeat)",
     )
 
 

@@ -111,8 +111,8 @@ def _swept_path(swept):
 
 def _columns(swept):
     """--column=NAME=VALUE for each swept setting: the leading columns of the run's tables.
-    One word, so that a value starting with '-' (a list of negative numbers) is not taken for
-    an option."""
+    NAME=VALUE is one word, so that a value starting with '-' (a list of negative numbers) is
+    never a word of its own, which argparse would take for an option."""
     return [f"--column={key}={label}" for key, label in swept]
 
 
