@@ -31,7 +31,8 @@ from jitprop.jit import njit
 # the plain loop's speed per layer of the default network, and conv_backward_params 8-13x
 # (benchmarks/cnn_conv.py, one thread; tests/test_benchmarks.py checks its plain loops).
 # Multiply-adds are fused (FMA, the only fastmath flag here): the same bits on every machine
-# with FMA, which every x86-64 since 2013 and every ARM64 has.
+# with FMA (Intel Core and Xeon since 2013, AMD since 2012, every ARM64), whatever its vector
+# width (tests/test_targets.py).
 FMA = {"contract"}
 BLOCK = 4  # output channels per pass
 # Positions a job of conv_forward covers, about: fewer, longer jobs cost less to set up (2048
