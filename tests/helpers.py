@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -86,6 +87,14 @@ def report_script(html, name):
 
 def digests_of(directory, names):
     return {name: hashlib.sha256((directory / name).read_bytes()).hexdigest() for name in names}
+
+
+def package_copy(root, directory):
+    """A copy of jitprop's source, without its caches, as directory/jitprop: put directory
+    first on PYTHONPATH to run it instead of the installed package."""
+    package = directory / "jitprop"
+    shutil.copytree(root / "src/jitprop", package, ignore=shutil.ignore_patterns("__pycache__"))
+    return package
 
 
 # --------------------------------------------------------------------------- the workbook

@@ -3,7 +3,6 @@ every kernel, and a cold cache filled by many jobs at once (--cores 8 on a 2-cor
 neither crashed on nor corrupted."""
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -11,7 +10,7 @@ import pytest
 
 from jitprop import provenance
 
-from helpers import digests_of, snakemake, write_config
+from helpers import digests_of, package_copy, snakemake, write_config
 
 TABLES = [
     "results/toy/history.csv",
@@ -24,9 +23,10 @@ TABLES = [
 ]
 
 
-def toy_job(cache, out):
-    """One toy job on `cache`; returns the cache lines Numba printed (NUMBA_DEBUG_CACHE)."""
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "NUMBA_DEBUG_CACHE": "1"}
+def toy_job(cache, out, **env):
+    """One toy job on `cache` (with `env` added to the environment); returns the cache lines
+    Numba printed (NUMBA_DEBUG_CACHE)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "NUMBA_DEBUG_CACHE": "1", **env}
     result = subprocess.run(
         [sys.executable, "-m", "jitprop", "toy", "--lr", "0.5", "--steps", "3", "--out", str(out)],
         capture_output=True,
@@ -52,14 +52,10 @@ def test_an_edit_to_a_helper_in_another_module_reaches_its_cached_callers(root, 
     its own file only.  In a copy of the package (first on PYTHONPATH), exp is changed after a
     toy job filled the cache: the next job on that cache computes what one on a cold cache
     does, not what it did before."""
-    package = tmp_path / "copy/jitprop"
-    shutil.copytree(root / "src/jitprop", package, ignore=shutil.ignore_patterns("__pycache__"))
+    package = package_copy(root, tmp_path / "copy")
 
     def history(cache, out):
-        env = {**os.environ, "PYTHONPATH": str(package.parent), "NUMBA_CACHE_DIR": str(cache)}
-        command = [sys.executable, "-m", "jitprop", "toy", "--lr", "0.5", "--steps", "3"]
-        result = subprocess.run([*command, "--out", out], capture_output=True, text=True, env=env)
-        assert result.returncode == 0, result.stderr
+        toy_job(cache, out, PYTHONPATH=str(package.parent))
         return (out / "history.csv").read_text()
 
     before = history(tmp_path / "cache", tmp_path / "a")
@@ -75,8 +71,7 @@ def test_an_edit_to_a_helper_in_another_module_reaches_its_cached_callers(root, 
 def test_the_source_hash_skips_an_editors_lock_file(root, tmp_path):
     """While a buffer is unsaved, emacs leaves .#NAME.py, a link to nowhere, beside the file:
     every kernel import hashes the package, and must neither fail nor change on it."""
-    package = tmp_path / "jitprop"
-    shutil.copytree(root / "src/jitprop", package, ignore=shutil.ignore_patterns("__pycache__"))
+    package = package_copy(root, tmp_path)
     before = provenance.source_hash(package)
     (package / ".#layers.py").symlink_to("user@host.1234:1700000000")
     assert provenance.source_hash(package) == before

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import subprocess
 
 import numba
@@ -24,6 +23,7 @@ from helpers import (
     constant_cells,
     digests_of,
     need_two_threads,
+    package_copy,
     report_script,
     snakemake,
     table_mismatches,
@@ -301,8 +301,7 @@ def test_a_change_to_jitprop_s_code_reruns_every_job_that_runs_it(root, tiny_run
     """The workflow run on a copy of the package (first on PYTHONPATH): the same files, nothing
     to do; one comment added to plots.py, every job but the download reruns, its parameters
     changed."""
-    package = tmp_path / "copy/jitprop"
-    shutil.copytree(root / "src/jitprop", package, ignore=shutil.ignore_patterns("__pycache__"))
+    package = package_copy(root, tmp_path / "copy")
 
     def dry_run():
         env = {"PYTHONPATH": str(package.parent)}
