@@ -77,6 +77,18 @@ def test_the_toy_overlay_draws_a_run_that_ends_in_nan_as_nan(monkeypatch):
     np.testing.assert_array_equal(line.get_ydata(), [0.01, np.nan])
 
 
+def test_rates_that_g_would_round_alike_keep_distinct_labels(monkeypatch):
+    rates = [0.1234567, 0.1234568, 2.0]
+    history = pd.DataFrame(
+        [{"lr": lr, "init": "sheet", "step": step, "E_total": 0.2} for lr in rates
+         for step in range(2)]
+    )  # fmt: skip
+    drawn = capture(monkeypatch)
+    plots.toy_loss_overlay(history, "overlay.png")
+    legend = [text.get_text() for text in drawn["overlay.png"].axes[0].get_legend().get_texts()]
+    assert legend == ["η = 0.1234567", "η = 0.1234568", "η = 2"]
+
+
 def test_a_table_that_is_not_an_aggregated_one_is_named(tmp_path):
     path = tmp_path / "history.csv"
     pd.DataFrame({"step": [0], "E_total": [0.1]}).to_csv(path, index=False)

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from jitprop.io import save_figure
+from jitprop.runs import lr_text
 from jitprop.tables import read_table, swept_columns
 
 # The same look on every machine, whatever its matplotlibrc: resolution and text size.  (PNG
@@ -66,7 +67,7 @@ def toy_loss_grid(history, path):
             ax.plot(band.index, band["median"], color="tab:gray", lw=1, label="their median")
         sheet = runs[runs["init"] == "sheet"]
         ax.plot(sheet["step"], sheet["E_total"], color="tab:blue", lw=2, label="sheet weights")
-        ax.set_title(f"Total loss at η = {lr:g}")
+        ax.set_title(f"Total loss at η = {lr_text(lr)}")
         ax.set_xlabel("step")
         ax.set_ylabel("E_total")
         ax.grid(alpha=0.3)
@@ -90,7 +91,7 @@ def toy_loss_overlay(history, path):
             run["step"],
             run["E_total"],
             color=color,
-            label=f"η = {lr:g}",
+            label=f"η = {lr_text(lr)}",
             lw=1.5 if len(rates) <= MAX_PANELS else 0.8,
         )
     ax.set_yscale("log")
@@ -133,7 +134,7 @@ def _curves(history, summary, path, metrics, ylabel, title, log_y):
             stats = (
                 history[history["lr"] == lr].groupby("epoch")[column].agg(["mean", "min", "max"])
             )
-            name = f"η = {lr:g}{_diverged_note(summary, lr)}"
+            name = f"η = {lr_text(lr)}{_diverged_note(summary, lr)}"
             if stats.empty:
                 ax.plot([], [], color=colors[lr], ls=":", label=name + ": no epoch completed")
                 continue
@@ -249,7 +250,7 @@ def accuracy_vs_lr(by_lr, path, name):
             label="all runs diverged",
         )
     ax.set_xscale("log")
-    ax.set_xticks(by_lr["lr"], [f"{lr:g}" for lr in by_lr["lr"]])
+    ax.set_xticks(by_lr["lr"], [lr_text(lr) for lr in by_lr["lr"]])
     ax.minorticks_off()
     ax.set_xlabel("learning rate η (log scale)")
     ax.set_ylabel("final test accuracy (%)")
@@ -280,7 +281,7 @@ def misclassified(results, images, path):
         setting = "".join(f"{key}={best[key]}, " for key in keys[:-2])
         figure_title = (
             f"CNN on MNIST: the {len(rows)} test digits the best run gets wrong{shown}\n"
-            f"({setting}η = {best['lr']:g}, seed {int(best['seed'])}, final test accuracy "
+            f"({setting}η = {lr_text(best['lr'])}, seed {int(best['seed'])}, final test accuracy "
             f"{100 * best['final_test_accuracy']:.2f}%; true → predicted)"
         )
     rows = rows.iloc[:MAX_DIGITS]
@@ -356,7 +357,7 @@ def sweep_figures(history, summary, by_lr, figures, family):
                     color=colors[lr],
                     marker="o",
                     ms=2,
-                    label=f"η = {lr:g}",
+                    label=f"η = {lr_text(lr)}",
                 )
                 ax.fill_between(test.index, test["min"], test["max"], color=colors[lr], alpha=0.2)
                 ax.plot(train.index, train, color=colors[lr], ls="--", lw=0.8)
@@ -370,7 +371,7 @@ def sweep_figures(history, summary, by_lr, figures, family):
         handles, labels = [], []
         for lr in rates:
             handles.append(plt.Line2D([], [], color=colors[lr], marker="o", ms=3))
-            labels.append(f"η = {lr:g}")
+            labels.append(f"η = {lr_text(lr)}")
         handles += [plt.Line2D([], [], color="gray"), plt.Line2D([], [], color="gray", ls="--")]
         labels += ["test (mean, min-max band)", "train (mean)"]
         figure.legend(handles, labels, loc="outside right center", fontsize=8)
@@ -419,7 +420,7 @@ def sweep_figures(history, summary, by_lr, figures, family):
         ax.axhline(floor, color="gray", lw=0.6, ls=":")
         note += f"; below {floor}%: on the dotted line, mean written"
     ax.set_xscale("log")
-    ax.set_xticks(rates, [f"{lr:g}" for lr in rates])
+    ax.set_xticks(rates, [lr_text(lr) for lr in rates])
     ax.minorticks_off()
     ax.set_xlabel("learning rate η (log scale)")
     ax.set_ylabel("final test accuracy (%)\n(mean, min-max over seeds)")
@@ -449,7 +450,7 @@ def toy_sweep_figures(history, grid_path, overlay_path):
         rows = _rows(sheet, keys, combo)
         for lr, run in rows.groupby("lr"):
             color = plt.cm.viridis(0.9 * norm(lr) if norm else 0.0)
-            ax.plot(run["step"], run["E_total"], color=color, lw=1.2, label=f"η = {lr:g}")
+            ax.plot(run["step"], run["E_total"], color=color, lw=1.2, label=f"η = {lr_text(lr)}")
         ax.set_yscale("log")
         ax.set_title(_combination_label(keys, combo), fontsize=8)
         ax.set_xlabel("step")

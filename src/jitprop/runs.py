@@ -28,6 +28,13 @@ def lr_label(lr):
     return repr(float(lr))
 
 
+def lr_text(lr):
+    """A learning rate as figures and workbooks print it: %g, unless %g would round it (two
+    rates must never read alike), then its shortest round-tripping repr."""
+    short = f"{lr:g}"
+    return short if float(short) == lr else lr_label(lr)
+
+
 def _arguments(values):
     """Command-line words: floats as their shortest round-tripping digits, without an exponent
     (argparse takes '-1e-05' for an option, '-0.00001' for a number)."""

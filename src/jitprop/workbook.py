@@ -8,7 +8,7 @@ import xlsxwriter
 from xlsxwriter.utility import quote_sheetname, xl_rowcol_to_cell
 
 from jitprop import io, toy
-from jitprop.runs import lr_label
+from jitprop.runs import lr_label, lr_text
 
 __all__ = ["TABLE_COLUMNS", "read_sheet_runs", "write"]
 
@@ -186,7 +186,7 @@ def _write_rate(book, styles, lr, run):
     sheet = book.add_worksheet(sheet_name(lr))
     first = run.iloc[0]
     sheet.write_string(
-        0, 0, f"Backpropagation by hand: the 2-2-2 network at η = {lr:g}", styles["title"]
+        0, 0, f"Backpropagation by hand: the 2-2-2 network at η = {lr_text(lr)}", styles["title"]
     )
     sheet.write_string(
         1,
@@ -206,7 +206,7 @@ def _write_rate(book, styles, lr, run):
     sheet.set_column(0, len(TABLE_COLUMNS) - 1, 13)
     _print_setup(sheet)
     sheet.repeat_rows(HEADER_ROW)
-    chart = _loss_chart(book, f"Total loss at η = {lr:g}", len(run))
+    chart = _loss_chart(book, f"Total loss at η = {lr_text(lr)}", len(run))
     chart.set_legend({"none": True})
     _add_loss_series(chart, lr, len(run))
     # Beside the block above the table and no lower (a chart is 288 px high, a row 20 px).
@@ -242,7 +242,7 @@ def _add_loss_series(chart, lr, steps):
     column = TABLE_COLUMNS.index("E_total")
     chart.add_series(
         {
-            "name": f"η = {lr:g}",
+            "name": f"η = {lr_text(lr)}",
             "categories": [name, FIRST_STEP_ROW, 0, last, 0],
             "values": [name, FIRST_STEP_ROW, column, last, column],
             "line": {"width": 1.5},
