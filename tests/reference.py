@@ -205,7 +205,8 @@ def maxpool_backward(dout, where, k, shape):
 
 
 def cnn_forward(params, x, layers):
-    """Logits of the network (training-mode batch norm, no dropout) and each layer's cache."""
+    """The network's output, (N, 10) or maps (N, C, H, W) of 10 values each (training-mode
+    batch norm, no dropout), and each layer's cache."""
     caches = []
     for entry, param in zip(layers, params, strict=True):
         kind = entry if isinstance(entry, str) else next(iter(entry))
@@ -225,17 +226,18 @@ def cnn_forward(params, x, layers):
         elif kind == "linear":
             x = x.reshape(len(x), -1) @ param["W"] + param["b"]
         caches.append(cache)  # dropout: the identity here
-    return x.reshape(len(x), -1), caches
+    return x, caches
 
 
 def cnn_loss_and_grads(params, x, y, layers):
     """Mean cross-entropy and its gradients, by backpropagation written out layer by layer."""
-    logits, caches = cnn_forward(params, x[:, None], layers)
+    out, caches = cnn_forward(params, x[:, None], layers)
+    logits = out.reshape(len(out), -1)  # maps flattened per sample, as PyTorch's view(N, 10)
     shifted = logits - logits.max(axis=1, keepdims=True)
     logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     N = len(y)
     loss = -logp[np.arange(N), y].mean()
-    d = (np.exp(logp) - np.eye(logits.shape[1])[y]) / N
+    d = ((np.exp(logp) - np.eye(logits.shape[1])[y]) / N).reshape(out.shape)
     grads = [{} for _ in layers]
     for index in range(len(layers) - 1, -1, -1):
         entry, param, cache = layers[index], params[index], caches[index]

@@ -221,9 +221,20 @@ def problem(layers, N=4, seed=0, dtype="float64"):
 GLOBAL_MAXPOOL = [{"conv": {"out": 2, "kernel": 1}}, "relu", {"maxpool": 28}, {"linear": 10}]
 
 
+# Ending in maps, (10, 1, 1): the logits are each sample's, flattened as PyTorch's view does.
+MAPS_OUT = [
+    {"conv": {"out": 4, "kernel": 3}},
+    "relu",
+    {"maxpool": 2},
+    {"conv": {"out": 10, "kernel": 13}},
+]
+
+
 @pytest.mark.kernel
 @pytest.mark.parametrize(
-    "layers", [EXAMPLE, SMALL, GLOBAL_MAXPOOL], ids=["example", "small", "global_maxpool"]
+    "layers",
+    [EXAMPLE, SMALL, GLOBAL_MAXPOOL, MAPS_OUT],
+    ids=["example", "small", "global_maxpool", "maps_out"],
 )
 def test_loss_and_grads_match_numpy_reference(layers):
     params, X, y = problem(layers)
@@ -254,7 +265,7 @@ POOLED = [
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("layers", [SMALL, POOLED], ids=["small", "pooled"])
+@pytest.mark.parametrize("layers", [SMALL, POOLED, MAPS_OUT], ids=["small", "pooled", "maps_out"])
 def test_gradients_match_central_differences(layers):
     """Every entry of every gradient; without the JIT (a coverage run, where a loss costs a
     second), three entries of each."""

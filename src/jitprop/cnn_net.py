@@ -289,6 +289,12 @@ class Pass:
                 extra["rows"] = Buffer((math.prod(shape),), B, dtype)
                 extra["drows"] = Buffer((math.prod(shape),), B, dtype)
             self.extra.append(extra)
+        # A network that ends in maps, (10, 1, 1) say, gives each sample's logits in (c, y, x)
+        # order, as PyTorch's view(B, 10) does; the maps are channel-major, so the logits and
+        # their gradient are laid out again as rows.
+        self.logit_rows = None
+        if len(shapes[-1]) == 3:
+            self.logit_rows = (Buffer((CLASSES,), B, dtype), Buffer((CLASSES,), B, dtype))
 
     def input(self, b):
         """The batch's input, (1, b, 28, 28): write the images here before forward."""
@@ -349,7 +355,11 @@ class Pass:
                     x = extra["rows"].view(B)
                     kernels.maps_to_rows(x, self.acts[index].view(B))
                 layers.dense_forward(out, x, param["W"], param["b"])
-        return self.acts[-1].view(B).reshape(B, CLASSES)
+        if self.logit_rows is None:
+            return self.acts[-1].view(B)
+        logits = self.logit_rows[0].view(B)
+        kernels.maps_to_rows(logits, self.acts[-1].view(B))
+        return logits
 
     def backward(self, params, grads, B, keys):
         """Mirror of forward, layer by layer in reverse, from dacts[-1] (dloss/dlogits) down to
@@ -409,8 +419,12 @@ class Pass:
     def loss(self, logits, y):
         """(summed cross-entropy, correct predictions), dloss/dlogits into dacts[-1]."""
         B = y.size
-        dlogits = self.dacts[-1].view(B).reshape(B, CLASSES)
-        return layers.cross_entropy_forward_backward(dlogits, logits, y)
+        if self.logit_rows is None:
+            return layers.cross_entropy_forward_backward(self.dacts[-1].view(B), logits, y)
+        dlogits = self.logit_rows[1].view(B)
+        result = layers.cross_entropy_forward_backward(dlogits, logits, y)
+        kernels.rows_to_maps(self.dacts[-1].view(B), dlogits)
+        return result
 
 
 def _argmax(extra, out):
