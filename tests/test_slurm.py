@@ -74,3 +74,7 @@ def test_sweep_through_the_slurm_profile_equals_a_local_run(root, mnist_dir, clu
     log = (slurm / "results/logs/mlp/lr~0.05/seed~0.log").read_text().splitlines()[0]
     scratch = os.environ.get("SLURM_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
     assert f"cache {scratch}/jitprop-numba-cache-" in log, log
+    # A CNN job runs on the two CPUs it asks for: the profile's `cores: 1` caps threads on the
+    # submitting side only (a dry run shows 1), the job step inside the allocation runs with all.
+    log = (slurm / "results/logs/cnn/lr~0.1/seed~0.log").read_text().splitlines()[0]
+    assert "numba threads 2;" in log, log
