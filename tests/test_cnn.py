@@ -677,3 +677,12 @@ def test_onecycle_is_pytorchs():
     rates = training.learning_rates(0.4, "onecycle", 100, "float64")
     np.testing.assert_allclose(rates, reference.onecycle(0.4, 100), rtol=1e-12)
     assert rates.max() == pytest.approx(0.4)
+    # Short runs too, where the warm-up is a step or less (checked against OneCycleLR itself:
+    # T=5 gives 0.004, 0.09505, 0.06113, 0.01883, 4e-7).
+    for steps in range(1, 8):
+        np.testing.assert_allclose(
+            training.learning_rates(0.1, "onecycle", steps, "float64"),
+            reference.onecycle(0.1, steps),
+            rtol=1e-12,
+            err_msg=f"{steps} steps",
+        )

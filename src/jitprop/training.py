@@ -81,9 +81,11 @@ def learning_rates(lr, schedule, total_steps, dtype):
     step = np.arange(total_steps, dtype=np.float64)
     if schedule == "cosine":
         return (lr * 0.5 * (1.0 + np.cos(np.pi * step / total_steps))).astype(dtype)
-    up = max(1.0, float(ONECYCLE_WARMUP * total_steps) - 1)
+    # PyTorch's phase ends, unclamped: in runs of 3 steps or fewer the warm-up ends before step
+    # 0 (up < 0, never 0 for a whole number of steps), and every step is on the way down.
+    up = float(ONECYCLE_WARMUP * total_steps) - 1
     low, final = lr / ONECYCLE_DIV, lr / ONECYCLE_DIV / ONECYCLE_FINAL_DIV
-    down = max(1.0, total_steps - 1 - up)
+    down = total_steps - 1 - up
     rates = np.where(
         step <= up, _cosine(low, lr, step / up), _cosine(lr, final, (step - up) / down)
     )
