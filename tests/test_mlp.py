@@ -1,5 +1,7 @@
 """MLP kernels: central finite differences, a NumPy reference, training and divergence."""
 
+import math
+
 import numba
 import numpy as np
 import pytest
@@ -362,6 +364,16 @@ def test_non_finite_loss_is_divergence():
     )
     assert result["diverged"]
     assert not np.isfinite(result["steps"][-1]["batch_loss"])
+
+
+def test_an_infinite_loss_is_divergence_even_below_an_infinite_limit():
+    # The limit is inf before the first batch, and divergence_threshold times the first loss
+    # may overflow to inf: an infinite loss must still count.
+    inf, nan = math.inf, math.nan
+    for loss, limit in [(inf, inf), (inf, 1e300), (nan, inf), (3.0, 2.0)]:
+        assert training.blown_up(loss, limit), (loss, limit)
+    for loss, limit in [(2.0, 2.0), (1e300, inf)]:
+        assert not training.blown_up(loss, limit), (loss, limit)
 
 
 @pytest.mark.parametrize(

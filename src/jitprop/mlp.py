@@ -115,10 +115,10 @@ def _evaluate_batch(net, theta, batch):
 @calls_parallel
 def _train_step(sgd, net, batch, lr, limit):
     """Forward, loss, backward and update on one batch.  Returns (summed loss, correct
-    predictions).  When the mean loss is above `limit` (or NaN) the weights are left as they
-    are: the caller stops the run as diverged."""
+    predictions).  When the mean loss blew up (training.blown_up) the weights are left as
+    they are: the caller stops the run as diverged."""
     total, correct = _evaluate_batch(net, sgd.theta, batch)
-    if not total / batch.y.size <= limit:
+    if training.blown_up(total / batch.y.size, limit):
         return total, correct
     _network_backward(sgd.grad, net, sgd.theta, batch)
     training.sgd_momentum_update(sgd, lr)
@@ -137,7 +137,7 @@ def _train_batches(totals, corrects, sgd, net, buffers, samples, order, first, r
         batch = _gather_batch(buffers, samples, order[start : min(start + B, N)])
         total, correct = _train_step(sgd, net, batch, rates[i], limit)
         totals[i], corrects[i] = total, correct
-        if not total / batch.y.size <= limit:
+        if training.blown_up(total / batch.y.size, limit):
             return i + 1
     return totals.size
 

@@ -92,10 +92,12 @@ def learning_rates(lr, schedule, total_steps, dtype):
     return rates.astype(dtype)
 
 
+@njit(cache=True)
 def blown_up(batch_loss, limit):
     """The divergence rule: a batch's mean loss is NaN/inf or above `limit`, which is
-    divergence_threshold times the first batch's (the untrained net's) loss."""
-    return not batch_loss <= limit  # `not <=` also catches NaN
+    divergence_threshold times the first batch's (the untrained net's) loss.  The limit itself
+    may be inf (before the first batch, or a threshold large enough to overflow it)."""
+    return not (batch_loss <= limit and batch_loss < math.inf)  # `not <=` also catches NaN
 
 
 EVALUATION_BATCH = 1000
