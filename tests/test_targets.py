@@ -29,8 +29,9 @@ for layer in run["params"]:
     for key in sorted(layer):
         digest.update(np.ascontiguousarray(layer[key]).tobytes())
 for stat in run["stats"]:
-    for array in stat:
-        digest.update(np.asarray(array).tobytes())
+    for key in sorted(stat):
+        digest.update(np.asarray(stat[key]).tobytes())
+digest.update(repr([run["history"], run["steps"], run["misclassified"]]).encode())
 run = mlp.train(train, test, lr=0.05, seed=0, epochs=1, batch_size=32, layers=[784, 32, 10])
 for W, b in run["params"]:
     digest.update(W.tobytes() + b.tobytes())
