@@ -131,6 +131,18 @@ def test_run_args_give_the_cli_the_config_and_the_cli_defaults_are_the_schemas(f
         runs.run_args(filled_config, family, "lr~9.0/seed~0")
 
 
+@pytest.mark.parametrize("family", ["mlp", "cnn"])
+def test_a_data_dir_that_starts_with_a_dash_reaches_the_cli_as_a_value(
+    family, mnist_dir, tmp_path, monkeypatch
+):
+    (tmp_path / "-mnist").symlink_to(mnist_dir)
+    monkeypatch.chdir(tmp_path)
+    filled_config = filled(**{family: {"data_dir": "-mnist", "learning_rates": [0.1]}})
+    run = runs.run_dirs(filled_config, family)[0].split("runs/")[1]
+    args = runs.run_args(filled_config, family, run)
+    assert cli.build_parser().parse_args([family, *args, "--out", "x"]).data_dir == "-mnist"
+
+
 def test_a_sweep_is_the_product_of_its_keys_with_a_directory_level_and_a_column_each():
     config = filled(
         experiment="batch",

@@ -207,8 +207,9 @@ def run_dirs(config, family):
 
 def run_args(config, family, run):
     """Arguments of `jitprop FAMILY` for one run (a directory below RESULTS/FAMILY/runs),
-    every value from the config: lists of numbers as several words, structured values (the
-    CNN's layers, augment) as one JSON word."""
+    every value from the config: lists of numbers as several words after their option, other
+    values as one word with it, --KEY=VALUE (a value may start with '-': a path, say),
+    structured ones (the CNN's layers, augment) as JSON."""
     runs = _family_runs(_canonical(config[family]))
     if run not in runs:
         raise ValueError(f"{family} run {run!r} is not one of the config's")
@@ -218,11 +219,12 @@ def run_args(config, family, run):
         value = section[key]
         if value is None:
             continue
-        args.append(f"--{key.replace('_', '-')}")
-        if isinstance(value, dict) or (isinstance(value, list) and not _numbers(value)):
-            args.append(_canonical(value))
+        option = f"--{key.replace('_', '-')}"
+        if isinstance(value, list) and _numbers(value):
+            args += [option, *value]
         else:
-            args += value if isinstance(value, list) else [value]
+            text = _canonical(value) if isinstance(value, dict | list) else _arguments([value])[0]
+            args.append(f"{option}={text}")
     return _arguments([*args, *_columns(swept)])
 
 

@@ -107,7 +107,7 @@ rule cnn_figures:
         data=mnist_dir,
     shell:
         "{params.jitprop} cnn-plot {params.results:q} --figures {params.figures:q}"
-        " --data-dir {params.data:q} 2> {log:q}"
+        " --data-dir={params.data:q} 2> {log:q}"
 
 
 rule cnn:

@@ -15,4 +15,4 @@ rule download_mnist:
         dest=subpath(output[0], parent=True),
         mirrors=config["mlp"]["mirrors"],
     shell:
-        "{params.jitprop} download-mnist --dest {params.dest:q} --mirrors {params.mirrors:q} 2> {log:q}"
+        "{params.jitprop} download-mnist --dest={params.dest:q} --mirrors {params.mirrors:q} 2> {log:q}"
