@@ -159,6 +159,14 @@ def test_numbers_given_as_text_get_a_hint_about_snakemake_s_config_option(schema
     assert "--configfile" not in str(error.value)  # text that is no number gets no hint
 
 
+def test_floats_that_yaml_reads_as_text_get_a_hint(schema):
+    # YAML 1.1, PyYAML's, wants a point and a signed exponent: 1e-3 is text to it.
+    config = yaml.safe_load("mlp: {learning_rates: [1e-3, 0.1]}")
+    with pytest.raises(ConfigError, match=r"YAML reads 1e-3 as text: write 1.0e-3 or 0.001"):
+        validate_config(config, schema)
+    assert yaml.safe_load("[1.0e-3, 2.0e+5]") == [0.001, 200000.0]  # what the hint suggests
+
+
 def test_integers_are_whole_number_types(schema):
     """JSON Schema counts 1.0 as an integer; range() and array shapes do not, nor do seeds in
     directory names: a float (or a bool) where an integer belongs is named, before any job."""

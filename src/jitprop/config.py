@@ -80,12 +80,32 @@ def _as_text(error):
         value = yaml.safe_load(error.instance)
     except yaml.YAMLError:
         return ""
+    if isinstance(value, str) and _is_float(value):
+        return f"; YAML reads {value} as text: write {_yaml_float(value)} or {float(value)!r}"
     if isinstance(value, str) or value is None:
         return ""
     return (
         "; if it came from --config, note that Snakemake passes the values inside a section "
         "as text: give numbers and lists in a --configfile"
     )
+
+
+def _yaml_float(text):
+    """text (a float Python reads) as YAML 1.1 reads a float: a point in the mantissa and a
+    sign in the exponent, 1e3 -> 1.0e+3."""
+    mantissa, _, exponent = text.lower().partition("e")
+    mantissa += "" if "." in mantissa else ".0"
+    if not exponent:
+        return mantissa
+    return f"{mantissa}e{'' if exponent[0] in '+-' else '+'}{exponent}"
+
+
+def _is_float(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _schema_problems(instance, schema):
