@@ -94,3 +94,10 @@ def test_a_table_that_is_not_an_aggregated_one_is_named(tmp_path):
     pd.DataFrame({"step": [0], "E_total": [0.1]}).to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"history\.csv: expected one of jitprop's tables"):
         plots.read_table(path)
+    # pandas' own errors name the file too: a column that is not there, an empty file.
+    pd.DataFrame({"lr": [0.5], "step": [0]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"history\.csv: Usecols do not match"):
+        plots.read_table(path, ["E_total"])
+    path.write_text("")
+    with pytest.raises(ValueError, match=r"history\.csv: No columns to parse"):
+        plots.read_table(path)

@@ -132,7 +132,7 @@ def read_table(path, columns=None):
     its swept settings read as the text of their labels, as the run directories spell them (a
     weight decay of 0 stays 0, not 0.0, beside 0.001); a ValueError naming the file when it
     has no lr column."""
-    header = list(pd.read_csv(path, nrows=0).columns)
+    header = list(read_csv(path, nrows=0).columns)
     if "lr" not in header:
         raise ValueError(
             f"{path}: expected one of jitprop's tables, with an lr column; found columns {header}"
@@ -143,13 +143,21 @@ def read_table(path, columns=None):
         dtype["diverged_step"] = "Int64"
     # Only an empty field is missing, and only outside the labels: a label NA or null is text.
     missing = {column: [""] for column in header if column not in keys}
-    return pd.read_csv(
+    return read_csv(
         path,
         usecols=None if columns is None else [*keys, *columns],
         dtype=dtype,
         keep_default_na=False,
         na_values=missing,
     )
+
+
+def read_csv(path, **options):
+    """pandas.read_csv, whose errors (an empty file, a missing column) name the file."""
+    try:
+        return pd.read_csv(path, **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def concatenate(runs, out, headers):

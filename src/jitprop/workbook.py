@@ -119,15 +119,15 @@ def read_sheet_runs(path):
     a DataFrame in step order; raises ValueError naming the file when it cannot be a sheet.
     Of a sweep (columns before lr), the first combination's runs: the workbook is one
     exercise."""
-    import pandas as pd
+    from jitprop.tables import read_csv
 
     needed = ["lr", "init", *INPUTS, *TABLE_COLUMNS]
-    columns = list(pd.read_csv(path, nrows=0).columns)
+    columns = list(read_csv(path, nrows=0).columns)
     missing = [name for name in needed if name not in columns]
     if missing:
         raise ValueError(f"{path}: missing columns {', '.join(missing)}")
     swept = columns[: columns.index("lr")]
-    history = pd.read_csv(path, usecols=swept + needed)
+    history = read_csv(path, usecols=swept + needed)
     if swept:
         first = history.iloc[0]
         history = history[(history[swept] == first[swept]).all(axis=1)]
