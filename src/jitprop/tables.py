@@ -186,19 +186,20 @@ def concatenate(runs, out, headers):
 def summary_by_lr(summary):
     """Final test accuracy over seeds per combination of swept settings and learning rate, in
     the summary's order: mean, std (ddof=1), min, max, over the runs that did not diverge;
-    n_runs and n_diverged say how many there were."""
+    n_runs and n_diverged say how many there were.  NumPy's, not pandas', so that the bits do
+    not depend on whether bottleneck (whose sums pandas takes when it is installed) is."""
     rows, keys = [], [*swept_columns(summary), "lr"]
     for values, group in summary.groupby(keys, sort=False):
-        ok = group.loc[~group["diverged"].astype(bool), "final_test_accuracy"]
+        ok = group.loc[~group["diverged"].astype(bool), "final_test_accuracy"].to_numpy(float)
         rows.append(
             {
                 **dict(zip(keys, values, strict=True)),
                 "n_runs": len(group),
                 "n_diverged": int(group["diverged"].sum()),
-                "mean_final_test_accuracy": ok.mean() if len(ok) else np.nan,
-                "std_final_test_accuracy": ok.std(ddof=1) if len(ok) > 1 else np.nan,
-                "min_final_test_accuracy": ok.min() if len(ok) else np.nan,
-                "max_final_test_accuracy": ok.max() if len(ok) else np.nan,
+                "mean_final_test_accuracy": np.mean(ok) if len(ok) else np.nan,
+                "std_final_test_accuracy": np.std(ok, ddof=1) if len(ok) > 1 else np.nan,
+                "min_final_test_accuracy": np.min(ok) if len(ok) else np.nan,
+                "max_final_test_accuracy": np.max(ok) if len(ok) else np.nan,
             }
         )
     return pd.DataFrame(rows)
