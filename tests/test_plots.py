@@ -89,6 +89,22 @@ def test_rates_that_g_would_round_alike_keep_distinct_labels(monkeypatch):
     assert legend == ["η = 0.1234567", "η = 0.1234568", "η = 2"]
 
 
+def test_a_toy_sweep_of_many_combinations_draws_the_best_not_one_that_diverged(monkeypatch):
+    # 15 combinations, 12 panels: the three to leave out are the two worst finite ones, m and
+    # z, and n, whose every run ends in NaN (first in the table's order).
+    finals = {name: 0.01 * (k + 1) for k, name in enumerate("abcdefghijklm")}
+    finals = {"n": np.nan, **finals, "z": 1.0}
+    rows = [
+        {"batch": name, "lr": 0.5, "init": "sheet", "seed": np.nan, "step": step,
+         "E_total": value}
+        for name, final in finals.items() for step, value in enumerate([0.2, final])
+    ]  # fmt: skip
+    drawn = capture(monkeypatch)
+    plots.toy_sweep_figures(pd.DataFrame(rows), "grid.png", "overlay.png")
+    titles = [ax.get_title() for ax in drawn["grid.png"].axes if ax.get_title()]
+    assert titles == [f"batch={name}" for name in "abcdefghijkl"], titles
+
+
 def test_a_table_that_is_not_an_aggregated_one_is_named(tmp_path):
     path = tmp_path / "history.csv"
     pd.DataFrame({"step": [0], "E_total": [0.1]}).to_csv(path, index=False)

@@ -312,11 +312,12 @@ def _combination_label(keys, values):
 def _best_combinations(scores, best):
     """(combinations to draw, in the table's order; a note when some are left out): all, or
     the MAX_PANELS with the best score; scores {combination: score} in the table's order, best
-    'max' or 'min'."""
+    'max' or 'min'.  A NaN score (every run diverged) ranks last."""
     combos = list(scores)
     if len(combos) <= MAX_PANELS:
         return combos, ""
-    ranked = sorted(combos, key=lambda c: scores[c], reverse=best == "max")
+    sign = -1 if best == "max" else 1
+    ranked = sorted(combos, key=lambda c: (scores[c] != scores[c], sign * scores[c]))
     kept = set(ranked[:MAX_PANELS])
     return [c for c in combos if c in kept], f" — the {MAX_PANELS} best of {len(combos)}"
 
@@ -337,7 +338,6 @@ def sweep_figures(history, summary, by_lr, figures, family):
     for combo, group in by_lr.groupby(keys, sort=False):
         combo = combo if isinstance(combo, tuple) else (combo,)
         scores[combo] = group["mean_final_test_accuracy"].max()
-    scores = {c: (-1.0 if s != s else s) for c, s in scores.items()}  # NaN: all diverged
     combos, note = _best_combinations(scores, "max")
     rates = sorted(summary["lr"].unique())
     colors = _lr_colors(rates)
