@@ -433,7 +433,7 @@ def sweep_figures(history, summary, by_lr, figures, family):
 
 def toy_sweep_figures(history, grid_path, overlay_path):
     """A toy sweep's figures: toy_loss_grid, a panel per combination with the sheet start's
-    E_total per step, colour by η; toy_loss_overlay, its E_total after the last step against η,
+    E_total per step, colour by η; toy_loss_overlay, its E_total at the last step against η,
     a line per combination."""
     keys = swept_columns(history)
     sheet = history[history["init"] == "sheet"]
@@ -475,7 +475,7 @@ def toy_sweep_figures(history, grid_path, overlay_path):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("learning rate η (log scale)")
-    ax.set_ylabel("E_total after the last step (log scale)")
+    ax.set_ylabel("E_total at the last step (log scale)")
     ax.set_title(f"2-2-2 network from the sheet's weights: final error vs η{note}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     figure.legend(loc="outside right center", fontsize=7, title="combination", title_fontsize=7)
