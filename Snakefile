@@ -31,6 +31,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/mlp.smk"
 include: "workflow/rules/cnn.smk"
+include: "workflow/rules/provenance.smk"
 
 
 # Light steps stay on the submitting machine under a cluster executor; the download needs the
@@ -48,6 +49,7 @@ localrules:
     cnn,
     cnn_aggregate,
     cnn_figures,
+    provenance,
 
 
 rule all:
@@ -67,14 +69,3 @@ onstart:
         RESULTS_LOCK = lock.hold(RESULTS)
     except lock.Held as error:
         raise WorkflowError(str(error)) from None
-
-
-onsuccess:
-    # Written after every successful run that had jobs to do; every rule that runs jitprop
-    # reruns when its code changes (common.smk's SOURCE), so this describes the code and
-    # config that made the results.  JSON beside the CSVs, never inside them.
-    from jitprop import provenance
-
-    provenance.write(
-        config, workflow.basedir, workflow.cores, SOURCE, results("provenance.json")
-    )

@@ -195,7 +195,7 @@ def test_swept_values_get_safe_distinct_labels():
 
 
 SUBCOMMANDS = ["toy", "toy-aggregate", "toy-plot", "toy-sheet", "mlp", "mlp-aggregate"]
-SUBCOMMANDS += ["mlp-plot", "cnn", "cnn-aggregate", "cnn-plot", "download-mnist"]
+SUBCOMMANDS += ["mlp-plot", "cnn", "cnn-aggregate", "cnn-plot", "download-mnist", "provenance"]
 
 
 def test_the_subcommands_are_the_pipeline_s_steps():

@@ -71,7 +71,8 @@ def test_sweep_tables_directories_and_experiment(swept):
     for figure in ("toy_loss_grid", "toy_loss_overlay", "mlp_loss_curves", "mlp_accuracy_curves",
                    "mlp_accuracy_vs_lr", "cnn_accuracy_vs_lr", "cnn_misclassified"):  # fmt: skip
         assert (swept / OUT / f"figures/{figure}.png").stat().st_size > 0, figure
-    assert (swept / OUT / "provenance.json").is_file()
+    for family in ("toy", "mlp", "cnn"):
+        assert (swept / OUT / f"{family}/provenance.json").is_file(), family
     assert (swept / OUT / "logs/mlp/batch_size~32/layers~784-16-10/lr~0.05/seed~0.log").is_file()
 
 

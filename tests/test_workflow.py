@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 
 import numba
@@ -287,14 +288,28 @@ def test_nothing_to_do_when_up_to_date(root, tiny_run):
 
 
 def test_provenance_names_the_config_and_the_code(root, tiny_run):
-    record = json.loads((tiny_run / "results/provenance.json").read_text())
-    given = yaml.safe_load((tiny_run / "config.yaml").read_text())
-    assert record["config"] == validate_config(given)
-    assert record["config_sha256"] == provenance.config_hash(record["config"])
-    assert record["source_sha256"] == provenance.source_hash()
-    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown", record["git_commit"])
-    assert record["packages"]["numba"] == numba.__version__
-    assert record["snakemake_cores"] == 2
+    config = validate_config(yaml.safe_load((tiny_run / "config.yaml").read_text()))
+    for family in ("toy", "mlp", "cnn"):
+        record = json.loads((tiny_run / f"results/{family}/provenance.json").read_text())
+        assert record["config"] == {family: config[family]}, family
+        assert record["config_sha256"] == provenance.config_hash(record["config"])
+        assert record["source_sha256"] == provenance.source_hash()
+        assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown", record["git_commit"])
+        assert record["packages"]["numba"] == numba.__version__
+
+
+def test_a_target_of_one_family_leaves_the_others_provenance(root, tiny_run, tmp_path):
+    # A copy of the finished run; the toy's steps changed, then only the toy target run.
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["toy"]["steps"] = 7
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    mlp = (workdir / "results/mlp/provenance.json").read_bytes()
+    snakemake(root, workdir, "toy", "--cores", "2", "--configfile", str(workdir / "config.yaml"))
+    toy = json.loads((workdir / "results/toy/provenance.json").read_text())
+    assert toy["config"]["toy"]["steps"] == 7
+    assert (workdir / "results/mlp/provenance.json").read_bytes() == mlp
 
 
 def test_a_change_to_jitprop_s_code_reruns_every_job_that_runs_it(root, tiny_run, tmp_path):
@@ -319,7 +334,8 @@ def test_a_change_to_jitprop_s_code_reruns_every_job_that_runs_it(root, tiny_run
         "toy_sheet",
         *(f"{f}_{s}" for f in ("mlp", "cnn") for s in ("aggregate", "figures")),
     ]
-    for rule, count in [("toy_run", 9), ("mlp_run", 6), ("cnn_run", 4), *((s, 1) for s in steps)]:
+    reruns = [("toy_run", 9), ("mlp_run", 6), ("cnn_run", 4), ("provenance", 3)]
+    for rule, count in [*reruns, *((s, 1) for s in steps)]:
         assert re.search(rf"^{rule} +{count}$", planned, re.M), planned[-3000:]
     # The runs for their parameters; the tables and figures after them for their inputs.
     assert planned.count("reason: Params have changed") == 9 + 6 + 4, planned[-3000:]

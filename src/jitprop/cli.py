@@ -241,6 +241,13 @@ def cmd_download_mnist(args):
     data.download_mnist(args.dest, args.mirrors)
 
 
+def cmd_provenance(args):
+    from jitprop import provenance
+
+    config = {args.family: args.config}
+    provenance.write(config, args.source_dir, provenance.source_hash(), args.out)
+
+
 def _json(text):
     """argparse's type of a structured setting: JSON text."""
     try:
@@ -418,6 +425,20 @@ def build_parser():
     down = sub.add_parser("download-mnist", help="fetch MNIST with MD5 verification")
     down.add_argument("--dest", required=True, help="directory to fill")
     down.add_argument("--mirrors", nargs="+", required=True, help="https base URLs, in order")
+
+    prov = sub.add_parser(
+        "provenance",
+        help="record what made a family's tables: provenance.json",
+        description="The family's config section and its SHA-256, the hash of jitprop's "
+        "source, the git commit of --source-dir, package versions, CPU and thread settings, "
+        "as JSON in --out.",
+    )
+    prov.add_argument("family", choices=["toy", "mlp", "cnn"])
+    prov.add_argument(
+        "--config", type=_json, required=True, help="the family's config section, as JSON"
+    )
+    prov.add_argument("--source-dir", required=True, help="the workflow's directory (its commit)")
+    prov.add_argument("--out", required=True, help="the JSON file to write")
 
     # Each subcommand runs the function named after it: cmd_ and its name with _ for -.
     for name, command in sub.choices.items():

@@ -1,6 +1,6 @@
-"""What produced a results tree: the resolved config and its hash, package versions, the git
-commit and the hash of jitprop's source, the CPU and the thread settings, written to
-results/provenance.json."""
+"""What produced a family's tables: its resolved config section and its hash, package
+versions, the git commit and the hash of jitprop's source, the CPU and the thread settings,
+written beside them, to results/FAMILY/provenance.json."""
 
 import hashlib
 import importlib.metadata
@@ -78,8 +78,9 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
-def collect(config, source_dir, cores, source):
-    """The record of a run; `source`: source_hash() as the workflow's rules took it."""
+def collect(config, source_dir, source):
+    """The record of a family's tables: `config` its section, {family: section}; `source`:
+    source_hash(), as the workflow's rules took it."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -96,10 +97,9 @@ def collect(config, source_dir, cores, source):
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "snakemake_cores": cores,
         "thread_settings": {name: os.environ.get(name) for name in THREAD_VARIABLES},
     }
 
 
-def write(config, source_dir, cores, source, path):
-    write_text(json.dumps(collect(config, source_dir, cores, source), indent=2) + "\n", path)
+def write(config, source_dir, source, path):
+    write_text(json.dumps(collect(config, source_dir, source), indent=2) + "\n", path)

@@ -113,4 +113,5 @@ rule cnn_figures:
 rule cnn:
     input:
         rules.cnn_aggregate.output,
+        results("cnn/provenance.json"),
         rules.cnn_figures.output,

@@ -1,5 +1,6 @@
 # Helpers for the rules: named, thin wrappers around jitprop.runs, which turns the config into
 # runs, paths and command lines (tested there). Functions only.
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -10,8 +11,8 @@ from jitprop import data, provenance, runs
 # entry is needed, locally or on a cluster node.
 JITPROP = f"{shlex.quote(sys.executable)} -m jitprop"
 # The hash of jitprop's source is a parameter of each step that runs jitprop, and Snakemake
-# reruns a job whose parameters changed; so results never mix code versions, and
-# results/provenance.json names the code that made them.
+# reruns a job whose parameters changed; so a family's results never mix code versions, and
+# results/FAMILY/provenance.json names the code that made them.
 SOURCE = provenance.source_hash()
 DOWNLOAD_DIR = config_defaults("mlp")["data_dir"]
 MNIST_GZ = list(data.GZ_MD5)
@@ -59,3 +60,8 @@ def cnn_run_dirs():
 def mnist_dir(wildcards, input):
     """The directory of a rule's MNIST files (input.mnist)."""
     return str(Path(input.mnist[0]).parent)
+
+
+def family_section(wildcards):
+    """A family's resolved config section, as JSON (sorted keys: equal sections, equal text)."""
+    return json.dumps(config[wildcards.family], sort_keys=True, separators=(",", ":"))

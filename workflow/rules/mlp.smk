@@ -97,4 +97,5 @@ rule mlp_figures:
 rule mlp:
     input:
         rules.mlp_aggregate.output,
+        results("mlp/provenance.json"),
         rules.mlp_figures.output,

@@ -92,5 +92,6 @@ rule toy_sheet:
 rule toy:
     input:
         rules.toy_aggregate.output,
+        results("toy/provenance.json"),
         rules.toy_figures.output,
         rules.toy_sheet.output,
