@@ -341,6 +341,18 @@ def test_a_change_to_jitprop_s_code_reruns_every_job_that_runs_it(root, tiny_run
     assert planned.count("reason: Params have changed") == 9 + 6 + 4, planned[-3000:]
 
 
+def test_a_swept_data_dir_is_where_the_figures_read_mnist_too(root, mnist_dir, tmp_path):
+    # The base data_dir is the download directory, absent: nothing may plan to download.
+    config = tiny_config(
+        root, mnist_dir, tmp_path, cnn__data_dir="resources/mnist",
+        cnn__sweep={"data_dir": [str(mnist_dir)]},
+    )  # fmt: skip
+    result = snakemake(root, tmp_path, "cnn", "--cores", "1", "--configfile", str(config), "-n")
+    planned = result.stdout + result.stderr
+    assert re.search(r"^cnn_figures +1$", planned, re.M), planned[-2000:]
+    assert "download_mnist" not in planned, planned[-2000:]
+
+
 def test_bad_config_stops_before_any_job(root, mnist_dir, tmp_path):
     config = tiny_config(root, mnist_dir, tmp_path, toy__learning_rates=[0.5, -1.0])
     result = snakemake(root, tmp_path, "--cores", "1", "--configfile", str(config), check=False)

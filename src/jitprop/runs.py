@@ -240,6 +240,13 @@ def run_inputs(config, family, run):
     return mnist_files(runs[run][1]["data_dir"])
 
 
+def first_run_inputs(config, family):
+    """The MNIST files of a family's first run, whose data_dir may be swept: where a figure
+    takes MNIST's images from (every data_dir holds the same, MD5-checked files)."""
+    runs = _family_runs(_canonical(config[family]))
+    return mnist_files(next(iter(runs.values()))[1]["data_dir"])
+
+
 def mnist_files(data_dir):
     """The four MNIST files a run reads from data_dir (see jitprop.data.mnist_paths)."""
     return [str(path) for path in data.mnist_paths(data_dir)]

@@ -65,8 +65,8 @@ rule cnn_figures:
     input:
         history=rules.cnn_aggregate.output.history,
         tables=rules.cnn_aggregate.output,
-        # The misclassified digits' images: every data_dir holds the same, MD5-checked MNIST.
-        mnist=runs.mnist_files(config["cnn"]["data_dir"]),
+        # The misclassified digits' images, from the data_dir the runs read (it may be swept).
+        mnist=runs.first_run_inputs(config, "cnn"),
     output:
         report(
             results("figures/cnn_loss_curves.png"),
