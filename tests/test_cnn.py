@@ -626,6 +626,18 @@ def test_training_learns_and_is_reproducible(mnist_subset):
     assert train_tiny(mnist_subset, seed=1)["history"] != first["history"]
 
 
+def test_training_applies_dropout_and_augmentation(mnist_subset):
+    # The same first batch (the shuffle comes first) from the same start: its loss moves only
+    # if the training pass really drops units and turns the images.
+    def first_loss(**changes):
+        return train_tiny(mnist_subset, epochs=1, **changes)["steps"][0]["batch_loss"]
+
+    both = first_loss()
+    no_dropout = [{"dropout": 0.0} if "dropout" in layer else layer for layer in TINY]
+    assert first_loss(layers=no_dropout) != both, "dropout is not applied in training"
+    assert first_loss(augment={"rotation": 0.0, "shift": 0.0}) != both, "no augmentation"
+
+
 def test_training_gives_the_same_bits_on_one_thread_and_two(mnist_subset):
     need_two_threads()
     results = []
