@@ -107,6 +107,7 @@ BAD = [
         r"config key cnn.layers\[2\] \(linear\): the network ends with \(7,\); expected 10",
     ),
     ("cnn.layers", ["relu", 3], r"config key cnn.layers\[1\]: found 3"),
+    ("toy.steps", 1_000_001, r"toy.steps: found 1000001: .* at most 1,000,000, as the workbook"),
     ("cnn.train_size", 100, r"cnn.batch_size: found 128, expected at most the training set"),
     ("cnn.augment", {"rotation": 200}, r"cnn.augment.rotation: found 200"),
     ("cnn.lr_schedule", "step", r"cnn.lr_schedule: found 'step'"),

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from jitprop import toy, workbook
+from jitprop import config, toy, workbook
 
 import libreoffice
 from conftest import ROOT
@@ -271,3 +271,9 @@ def test_bad_history_is_one_line_naming_the_file(tmp_path, history, message):
     assert message in errors[0]
     assert str(tmp_path / "history.csv") in errors[0]
     assert not (tmp_path / "sheet.xlsx").exists()
+
+
+def test_the_most_steps_the_config_takes_fit_a_worksheet():
+    # The schema's bound on toy.steps is what keeps toy_sheet from failing after the runs.
+    steps = config.load_schema()["properties"]["toy"]["properties"]["steps"]["maximum"]
+    assert workbook.FIRST_STEP_ROW + steps <= workbook.MAX_ROWS
