@@ -226,6 +226,12 @@ SWEEP_BAD = [
      r"config key mlp.sweep.batch_size: found \[\], expected a non-empty list"),
     ({"mlp": {"sweep": {"batch_size": [32, 64, 32]}}},
      r"config key mlp.sweep.batch_size\[2\]: found 32 again"),
+    # Two spellings of one run: defaults filled in, they are the same value.
+    ({"cnn": {"sweep": {"augment": [{"rotation": 5.0}, {"rotation": 5.0, "shift": 0.0}]}}},
+     r"config key cnn.sweep.augment\[1\]: found .* \(the same run as \[0\]\); expected dis"),
+    ({"cnn": {"sweep": {"layers": [[{"conv": {"out": 10, "kernel": 28}}],
+                                   [{"conv": {"out": 10, "kernel": 28, "padding": 0}}]]}}},
+     r"config key cnn.sweep.layers\[1\]: found .* \(the same run as \[0\]\)"),
     ({"mlp": {"sweep": {"batch_size": [32, 0]}}},
      r"config key mlp.sweep.batch_size\[1\]: found 0: 0 is less than the minimum of 1"),
     ({"mlp": {"sweep": {"layers": [[784, 10], [100, 10]]}}},

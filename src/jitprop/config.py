@@ -248,11 +248,14 @@ def _sweep_problems(section, settings, schema):
             problems.append(f"{where}: found [], expected a non-empty list of values")
         seen = []
         for index, value in enumerate(values):
-            if value in seen:
+            runs_as = _as_run_takes_it(section, key, value)
+            if runs_as in seen:
+                first = seen.index(runs_as)
+                what = "again" if values[first] == value else f"(the same run as [{first}])"
                 problems.append(
-                    f"{where}[{index}]: found {value!r} again; expected distinct values"
+                    f"{where}[{index}]: found {value!r} {what}; expected distinct values"
                 )
-            seen.append(value)
+            seen.append(runs_as)
             item = {section: {**settings, key: value, "sweep": {}}}
             for problem in _schema_problems(item, schema):
                 if problem.startswith(f"config key {section}.{key}"):
@@ -260,6 +263,23 @@ def _sweep_problems(section, settings, schema):
                         problem.replace(f"config key {section}.{key}", f"{where}[{index}]", 1)
                     )
     return problems
+
+
+def _as_run_takes_it(section, key, value):
+    """A swept value with what a run fills in: {rotation: 5} is {rotation: 5, shift: 0.0}, a
+    conv without padding one with padding 0; so that two spellings of one run are not two
+    runs."""
+    default = defaults(section)[key]
+    if isinstance(default, dict) and isinstance(value, dict):
+        return {**default, **value}
+    if (section, key) == ("cnn", "layers"):
+        from jitprop.cnn_net import LayerError, parse_layers  # here: it imports Numba
+
+        try:
+            return parse_layers(value)[0]
+        except LayerError:
+            return value  # named by the layer checks
+    return value
 
 
 def _combination_problems(section, settings):
