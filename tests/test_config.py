@@ -168,6 +168,15 @@ def test_floats_that_yaml_reads_as_text_get_a_hint(schema):
     assert yaml.safe_load("[1.0e-3, 2.0e+5]") == [0.001, 200000.0]  # what the hint suggests
 
 
+def test_batch_norm_of_1x1_maps_needs_batches_of_two(schema):
+    layers = [{"conv": {"out": 4, "kernel": 3}}, {"maxpool": 26}, "batchnorm", {"linear": 10}]
+    section = {"layers": layers, "data_dir": "resources/mnist"}
+    validate_config({"cnn": {**section, "batch_size": 128, "train_size": 130}}, schema)
+    for sizes in ({"batch_size": 128, "train_size": 129}, {"batch_size": 1}):
+        with pytest.raises(ConfigError, match=r"cnn.layers\[2\] \(batchnorm\): normalizes 1x1"):
+            validate_config({"cnn": {**section, **sizes}}, schema)
+
+
 def test_integers_are_whole_number_types(schema):
     """JSON Schema counts 1.0 as an integer; range() and array shapes do not, nor do seeds in
     directory names: a float (or a bool) where an integer belongs is named, before any job."""

@@ -340,10 +340,22 @@ def _layer_problems(section, settings):
         from jitprop.cnn_net import LayerError, parse_layers  # here: it imports Numba
 
         try:
-            parse_layers(settings["layers"])
+            specs, shapes = parse_layers(settings["layers"])
         except LayerError as error:
             where, message = str(error).split(": ", 1)
-            problems.append((where.removeprefix(f"{section}."), message))
+            return [(where.removeprefix(f"{section}."), message)]
+        # Batch norm over a batch of one 1x1 map has one value per channel: no variance, as
+        # PyTorch says too.  A batch of one is batch_size 1, or a last batch of one sample.
+        size, batch = settings["train_size"] or MNIST_TRAIN_SIZE, settings["batch_size"]
+        for index, (spec, shape) in enumerate(zip(specs, shapes, strict=False)):
+            if spec.kind == "batchnorm" and shape[1:] == (1, 1) and 1 in (batch, size % batch):
+                problems.append(
+                    (
+                        f"layers[{index}] (batchnorm)",
+                        f"normalizes 1x1 maps, so a batch of one sample (batch_size {batch}, "
+                        f"train_size {size}) has no variance; expected batches of 2 or more",
+                    )
+                )
     return problems
 
 
