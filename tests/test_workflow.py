@@ -266,9 +266,9 @@ def test_default_profile_prints_a_line_per_job_and_logs_every_detail(root, mnist
     result = snakemake(root, tmp_path, "toy", "--profile", profile, "--configfile", str(config))
     terminal = result.stdout + result.stderr
     started = re.findall(r"^\[[^]]+\] localrule (\w+)(?: \([^)]*\))?: job \d+$", terminal, re.M)
-    others = ["toy_aggregate", "toy_figures", "toy_sheet", "toy"]
+    others = ["toy_aggregate", "toy_figures", "toy_sheet", "provenance", "toy"]
     assert sorted(started) == sorted(["toy_run"] * 9 + others)
-    assert "13 of 13 steps (100%) done" in terminal
+    assert "14 of 14 steps (100%) done" in terminal
     assert "input:" not in terminal
     assert "reason:" not in terminal
     (log,) = (tmp_path / ".snakemake/log").glob("*.snakemake.log")
