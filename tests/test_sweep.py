@@ -94,7 +94,7 @@ def test_report_captions_name_the_experiment_s_files(root, swept):
     for name, result in results.items():
         family = name.split("/")[2] if "figures" not in name else name.split("/")[-1][:3]
         caption = " ".join(re.sub(r"<[^>]+>", "", result["caption"]).split())
-        assert re.search(rf"swept settings? \(?{swept[family]}\b", caption), (name, caption)
+        assert re.search(rf"swept settings?,? \(?{swept[family]}\b", caption), (name, caption)
         for single in ("batch 32", "turned by up to", "inputs (0.05, 0.1)"):
             assert single not in caption, (name, caption)
 
