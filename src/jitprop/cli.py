@@ -244,8 +244,7 @@ def cmd_download_mnist(args):
 def cmd_provenance(args):
     from jitprop import provenance
 
-    config = {args.family: args.config}
-    provenance.write(config, args.source_dir, provenance.source_hash(), args.out)
+    provenance.write({args.family: args.config}, args.source_dir, args.source, args.out)
 
 
 def _json(text):
@@ -430,12 +429,15 @@ def build_parser():
         "provenance",
         help="record what made a family's tables: provenance.json",
         description="The family's config section and its SHA-256, the hash of jitprop's "
-        "source, the git commit of --source-dir, package versions, CPU and thread settings, "
-        "as JSON in --out.",
+        "source the jobs ran (--source), the git commit of --source-dir, package versions "
+        "and the machine, as JSON in --out.",
     )
     prov.add_argument("family", choices=["toy", "mlp", "cnn"])
     prov.add_argument(
         "--config", type=_json, required=True, help="the family's config section, as JSON"
+    )
+    prov.add_argument(
+        "--source", required=True, help="the hash of jitprop's source the workflow's jobs ran"
     )
     prov.add_argument("--source-dir", required=True, help="the workflow's directory (its commit)")
     prov.add_argument("--out", required=True, help="the JSON file to write")

@@ -1,6 +1,7 @@
 """What produced a family's tables: its resolved config section and its hash, package
-versions, the git commit and the hash of jitprop's source, the CPU and the thread settings,
-written beside them, to results/FAMILY/provenance.json."""
+versions, the git commit and the hash of jitprop's source, and the machine, written beside
+them, to results/FAMILY/provenance.json.  (Not the thread settings: the record is written by a
+one-thread job, and the tables' bytes do not depend on threads; each run's log names its own.)"""
 
 import hashlib
 import importlib.metadata
@@ -13,13 +14,6 @@ from pathlib import Path
 from jitprop.io import write_text
 
 PACKAGES = ["jitprop", "numpy", "numba", "llvmlite", "pandas", "matplotlib", "snakemake"]
-THREAD_VARIABLES = [
-    "NUMBA_NUM_THREADS",
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "NUMBA_CACHE_DIR",
-]
 
 
 def config_hash(config):
@@ -97,7 +91,6 @@ def collect(config, source_dir, source):
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "thread_settings": {name: os.environ.get(name) for name in THREAD_VARIABLES},
     }
 
 

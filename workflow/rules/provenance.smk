@@ -1,5 +1,5 @@
 # What made each family's tables, beside them: its config section, the hash of jitprop's
-# source, the git commit, package versions, CPU and thread settings. Rewritten when the tables
+# source the jobs ran, the git commit, package versions and the machine. Rewritten when the tables
 # are, or the code or the section changes, and only then: a target that runs one family
 # leaves the others' records as it leaves their tables.
 rule provenance:
@@ -19,4 +19,4 @@ rule provenance:
         source=workflow.basedir,
     shell:
         "{params.jitprop} provenance {wildcards.family} --config {params.section:q}"
-        " --source-dir {params.source:q} --out {output:q} 2> {log:q}"
+        " --source {params.code} --source-dir {params.source:q} --out {output:q} 2> {log:q}"
