@@ -166,6 +166,13 @@ def test_floats_that_yaml_reads_as_text_get_a_hint(schema):
     with pytest.raises(ConfigError, match=r"YAML reads 1e-3 as text: write 1.0e-3 or 0.001"):
         validate_config(config, schema)
     assert yaml.safe_load("[1.0e-3, 2.0e+5]") == [0.001, 200000.0]  # what the hint suggests
+    # A whole number for a key that takes integers; nothing to say of 1.5e0 there, or of nan.
+    with pytest.raises(ConfigError, match=r"YAML reads 1e1 as text: write 10;"):
+        validate_config(yaml.safe_load("mlp: {epochs: 1e1}"), schema)
+    for text in ("mlp: {epochs: 1.5e0}", "mlp: {momentum: nan}"):
+        with pytest.raises(ConfigError) as error:
+            validate_config(yaml.safe_load(text), schema)
+        assert "YAML reads" not in str(error.value), text
 
 
 def test_batch_norm_of_1x1_maps_needs_batches_of_two(schema):
@@ -241,6 +248,8 @@ SWEEP_BAD = [
     ({"cnn": {"sweep": {"layers": [[{"conv": {"out": 10, "kernel": 28}}],
                                    [{"conv": {"out": 10, "kernel": 28, "padding": 0}}]]}}},
      r"config key cnn.sweep.layers\[1\]: found .* \(the same run as \[0\]\)"),
+    ({"mlp": {"sweep": {"test_size": [None, 10000]}}},
+     r"config key mlp.sweep.test_size\[1\]: found 10000 \(the same run as \[0\]\)"),
     ({"mlp": {"sweep": {"batch_size": [32, 0]}}},
      r"config key mlp.sweep.batch_size\[1\]: found 0: 0 is less than the minimum of 1"),
     ({"mlp": {"sweep": {"layers": [[784, 10], [100, 10]]}}},

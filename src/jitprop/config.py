@@ -80,14 +80,25 @@ def _as_text(error):
         value = yaml.safe_load(error.instance)
     except yaml.YAMLError:
         return ""
-    if isinstance(value, str) and _is_float(value):
-        return f"; YAML reads {value} as text: write {_yaml_float(value)} or {float(value)!r}"
-    if isinstance(value, str) or value is None:
-        return ""
-    return (
+    from_config = (
         "; if it came from --config, note that Snakemake passes the values inside a section "
         "as text: give numbers and lists in a --configfile"
     )
+    if isinstance(value, str) and _is_float(value) and math.isfinite(float(value)):
+        number = float(value)
+        if "integer" in _types(error.validator_value):  # 1e1 for epochs: 10
+            if not number.is_integer():
+                return ""
+            return f"; YAML reads {value} as text: write {int(number)}{from_config}"
+        spelled = f"{_yaml_float(value)} or {number!r}"
+        return f"; YAML reads {value} as text: write {spelled}{from_config}"
+    if isinstance(value, str) or value is None:
+        return ""
+    return from_config
+
+
+def _types(validator_value):
+    return [validator_value] if isinstance(validator_value, str) else list(validator_value)
 
 
 def _yaml_float(text):
@@ -267,8 +278,10 @@ def _sweep_problems(section, settings, schema):
 
 def _as_run_takes_it(section, key, value):
     """A swept value with what a run fills in: {rotation: 5} is {rotation: 5, shift: 0.0}, a
-    conv without padding one with padding 0; so that two spellings of one run are not two
-    runs."""
+    conv without padding one with padding 0, a train_size of null all of MNIST's 60,000; so
+    that two spellings of one run are not two runs."""
+    if value is None and key in ("train_size", "test_size"):
+        return MNIST_TRAIN_SIZE if key == "train_size" else MNIST_TEST_SIZE
     default = defaults(section)[key]
     if isinstance(default, dict) and isinstance(value, dict):
         return {**default, **value}
