@@ -48,6 +48,12 @@ def _canonical(value):
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def section_json(config, section):
+    """A config section as canonical JSON (sorted keys): equal sections, equal text.  The
+    run lists are cached by it, and the provenance rule takes it."""
+    return _canonical(config[section])
+
+
 # --------------------------------------------------------------------------- sweeps
 # A section's `sweep:` maps some of its keys to lists of values; its runs are the product of
 # those lists (keys in alphabetical order, values in the order given) times its learning rates
@@ -153,7 +159,7 @@ def _toy_jobs(toy_json):
 
 def toy_parts(config):
     """The toy jobs' directories below RESULTS/toy/runs, in canonical order."""
-    return list(_toy_jobs(_canonical(config["toy"])))
+    return list(_toy_jobs(section_json(config, "toy")))
 
 
 def toy_run_dirs(config):
@@ -162,7 +168,7 @@ def toy_run_dirs(config):
 
 def toy_args(config, part):
     """Arguments of `jitprop toy` for the job of `part` (one of toy_parts)."""
-    jobs = _toy_jobs(_canonical(config["toy"]))
+    jobs = _toy_jobs(section_json(config, "toy"))
     if part not in jobs:
         raise ValueError(f"toy run {part!r} is not one of the config's")
     swept, toy, runs = jobs[part]
@@ -185,10 +191,11 @@ def options(family):
 
 
 @functools.cache
-def _family_runs(section_json):
-    """{run: (swept, settings, lr, seed)} of a family's section: run is the directory below
-    RESULTS/FAMILY/runs, [KEY~VALUE/...]lr~LR/seed~SEED, in canonical order."""
-    section, runs = json.loads(section_json), {}
+def _family_runs(family_json):
+    """{run: (swept, settings, lr, seed)} of a family's section (as JSON, to be cached): run is
+    the directory below RESULTS/FAMILY/runs, [KEY~VALUE/...]lr~LR/seed~SEED, in canonical
+    order."""
+    section, runs = json.loads(family_json), {}
     for swept, settings in combinations(section):
         for lr in sorted(settings["learning_rates"]):
             for seed in sorted(settings["seeds"]):
@@ -201,7 +208,7 @@ def run_dirs(config, family):
     """RESULTS/FAMILY/runs/RUN for every run of a family, in canonical order."""
     return [
         f"{results_dir(config)}/{family}/runs/{run}"
-        for run in _family_runs(_canonical(config[family]))
+        for run in _family_runs(section_json(config, family))
     ]
 
 
@@ -210,7 +217,7 @@ def run_args(config, family, run):
     every value from the config: lists of numbers as several words after their option, other
     values as one word with it, --KEY=VALUE (a value may start with '-': a path, say),
     structured ones (the CNN's layers, augment) as JSON."""
-    runs = _family_runs(_canonical(config[family]))
+    runs = _family_runs(section_json(config, family))
     if run not in runs:
         raise ValueError(f"{family} run {run!r} is not one of the config's")
     swept, section, lr, seed = runs[run]
@@ -234,7 +241,7 @@ def _numbers(values):
 
 def run_inputs(config, family, run):
     """The MNIST files one run reads (its data_dir may be swept)."""
-    runs = _family_runs(_canonical(config[family]))
+    runs = _family_runs(section_json(config, family))
     if run not in runs:
         raise ValueError(f"{family} run {run!r} is not one of the config's")
     return mnist_files(runs[run][1]["data_dir"])
@@ -243,7 +250,7 @@ def run_inputs(config, family, run):
 def first_run_inputs(config, family):
     """The MNIST files of a family's first run, whose data_dir may be swept: where a figure
     takes MNIST's images from (every data_dir holds the same, MD5-checked files)."""
-    runs = _family_runs(_canonical(config[family]))
+    runs = _family_runs(section_json(config, family))
     return mnist_files(next(iter(runs.values()))[1]["data_dir"])
 
 

@@ -1,6 +1,5 @@
 # Helpers for the rules: named, thin wrappers around jitprop.runs, which turns the config into
 # runs, paths and command lines (tested there). Functions only.
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -64,4 +63,4 @@ def mnist_dir(wildcards, input):
 
 def family_section(wildcards):
     """A family's resolved config section, as JSON (sorted keys: equal sections, equal text)."""
-    return json.dumps(config[wildcards.family], sort_keys=True, separators=(",", ":"))
+    return runs.section_json(config, wildcards.family)
