@@ -85,14 +85,13 @@ def test_report_captions_name_the_experiment_s_files(root, swept):
     assert all(name.startswith(f"{OUT}/") for name in named)
     # Every figure, summary_by_lr and the workbook name the table they come from, in OUT.
     assert len([name for name, files in named.items() if files]) >= 12
-    for name, files in named.items():
-        family = name.split("/")[2] if "figures" not in name else name.split("/")[-1][:3]
-        assert all(f.startswith(f"{OUT}/{family}/") for f in files), (name, files)
     # Every caption describes the sweep that was run: its swept settings, by name, and no
     # single value of theirs (the toy's inputs, the MLP's batch, the CNN's turns).
     swept = {"toy": "inputs", "mlp": "batch_size, layers", "cnn": "augment"}
     for name, result in results.items():
         family = name.split("/")[2] if "figures" not in name else name.split("/")[-1][:3]
+        files = named[name]
+        assert all(f.startswith(f"{OUT}/{family}/") for f in files), (name, files)
         caption = " ".join(re.sub(r"<[^>]+>", "", result["caption"]).split())
         assert re.search(rf"swept settings?,? \(?{swept[family]}\b", caption), (name, caption)
         for single in ("batch 32", "turned by up to", "inputs (0.05, 0.1)"):
