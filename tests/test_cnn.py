@@ -88,6 +88,31 @@ def test_conv_kernels_match_reference(k, padding, bias):
     )
 
 
+@numba.njit
+def taps_sums(parts, d, src, Wp, s0, s1):
+    kernels._taps_sums(parts, d, src, Wp, s0, s1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_register_sums_of_a_3x3_kernel_are_the_memory_sums_bit_for_bit(dtype):
+    """conv_backward_params adds a 3 x 3 kernel's parts in registers (_taps_sums) and other
+    kernels' in memory (_block_parts); the two must give the same bits, or a network's trained
+    bits would depend on its kernel sizes' code path.  Not a `kernel` test: without the JIT,
+    _taps_sums' stand-in rounds each product before adding it."""
+    rng = np.random.default_rng(3)
+    R, Wp, stretches = kernels.ROWS, 11, 12
+    d = rng.normal(size=(2, stretches * R)).astype(dtype)
+    src = rng.normal(size=stretches * R + 2 * Wp + 3).astype(dtype)
+    expected = np.zeros((2, 3, 3, R), dtype)
+    for j in range(2):
+        for first in range(0, stretches * R, 4 * R):
+            kernels._block_parts(expected[j], d[j], src, first, Wp)
+    parts = np.zeros_like(expected)
+    taps_sums(parts, d, src, Wp, 0, 5)  # in two calls, as conv_backward_params' tiles go
+    taps_sums(parts, d, src, Wp, 5, stretches)
+    assert np.array_equal(parts.view(f"u{parts.itemsize}"), expected.view(f"u{parts.itemsize}"))
+
+
 @pytest.mark.kernel
 def test_conv_backward_params_on_a_short_batch_in_a_long_scratch():
     """A scratch sized for batches of 6 holds a batch of 2 without stale values leaking in."""

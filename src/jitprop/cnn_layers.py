@@ -12,7 +12,10 @@ not depend on the number of threads.
 import math
 
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from jitprop.jit import njit
 
@@ -247,6 +250,113 @@ def _block_parts(parts, d, src, first, Wp):
                 p2[q] = p2[q] + c0 * g0[q] + c1 * g1[q] + c2 * g2[q] + c3 * g3[q]
 
 
+# Stretches of ROWS positions _taps_sums takes a call: its inputs (16 stretches of two gradient
+# rows and an input row, 96 KB in float32) stay in the L2 cache while it sweeps them once per
+# vector of parts (4 to 64 were alike).
+TILE = 16
+
+
+def _taps_sums(parts, d, src, Wp, s0, s1):
+    """parts[j, ky, kx, q] += d[j, s ROWS + q] src[s ROWS + ky Wp + kx + q] for stretches s0 <=
+    s < s1 in order, each term fused into the sum; parts (2, 3, 3, ROWS), d (2, N), src flat.
+    What Numba compiles is _taps_sums_in_registers; this is its stand-in for NUMBA_DISABLE_JIT,
+    with the same terms, but rounded twice each."""
+    for s in range(s0, s1):
+        at = s * ROWS
+        for ky in range(3):
+            for kx in range(3):
+                tap = src[at + ky * Wp + kx : at + ky * Wp + kx + ROWS]
+                for j in range(2):
+                    parts[j, ky, kx] += d[j, at : at + ROWS] * tap
+
+
+@intrinsic
+def _taps_sums_in_registers(typingctx, parts, d, src, Wp, s0, s1):
+    """_taps_sums, written in LLVM IR because Numba cannot say it: a vector of lanes of parts
+    per tap and output channel lives in registers while the loop runs over every stretch,
+    s0 to s1, so that each load of the input feeds two fused multiply-adds and no part is
+    loaded or stored inside the loop.  In Numba, a sum kept across a loop is a reduction, which
+    LLVM vectorizes only if allowed to regroup its terms; here each lane is one part's sum, in
+    order.  So the lanes a vector holds (the machine's widest vectors) and whether the two
+    channels go together (with AVX-512's 32 registers) or one after the other change the speed
+    only: each part gets the same terms in the same order as _block_parts adds them."""
+    sig = types.void(parts, d, src, Wp, s0, s1)
+
+    def codegen(context, builder, signature, args):
+        parts_a, d_a, src_a = (
+            context.make_array(ty)(context, builder, value)
+            for ty, value in zip(signature.args[:3], args[:3], strict=True)
+        )
+        Wp, s0, s1 = args[3:]
+        real = context.get_value_type(signature.args[0].dtype)
+        size = context.get_abi_sizeof(real)
+        # The features Numba compiles for (the host's, or NUMBA_CPU_FEATURES): private, but
+        # the only place that says which vectors the target has.
+        features = context.codegen()._tm_features
+        wide = "+avx512f" in features
+        lanes = (64 if wide else 32 if "+avx" in features else 16) // size
+        vector, i64 = ir.VectorType(real, lanes), ir.IntType(64)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.v{lanes}f{8 * size}"
+        )
+
+        def const(n):
+            return ir.Constant(i64, n)
+
+        def at(array, index):
+            """The vector at element `index` of array's data (unaligned)."""
+            return builder.bitcast(builder.gep(array.data, [index]), vector.as_pointer())
+
+        # Element strides of d's rows and parts' channels (each row itself contiguous).
+        d_row = builder.udiv(cgutils.unpack_tuple(builder, d_a.strides, 2)[0], const(size))
+        parts_j = builder.udiv(cgutils.unpack_tuple(builder, parts_a.strides, 4)[0], const(size))
+        taps = [(ky, kx) for ky in range(3) for kx in range(3)]
+        offsets = [builder.add(builder.mul(Wp, const(ky)), const(kx)) for ky, kx in taps]
+        for channels in [(0, 1)] if wide else [(0,), (1,)]:
+            sums = {
+                (j, t): cgutils.alloca_once(builder, vector) for j in channels for t in range(9)
+            }
+            with cgutils.for_range(builder, const(ROWS // lanes)) as lane_block:
+                q = builder.mul(lane_block.index, const(lanes))
+                places = {
+                    (j, t): at(
+                        parts_a, builder.add(builder.mul(parts_j, const(j)), const(t * ROWS))
+                    )
+                    for j, t in sums
+                }
+                places = {
+                    key: builder.gep(place, [lane_block.index]) for key, place in places.items()
+                }
+                for key, acc in sums.items():
+                    builder.store(builder.load(places[key], align=size), acc)
+                with cgutils.for_range_slice(builder, s0, s1, const(1)) as (s, _):
+                    first = builder.add(builder.mul(s, const(ROWS)), q)
+                    grads = {
+                        j: builder.load(
+                            at(d_a, builder.add(first, builder.mul(d_row, const(j)))), align=size
+                        )
+                        for j in channels
+                    }
+                    for t, offset in enumerate(offsets):
+                        x = builder.load(at(src_a, builder.add(first, offset)), align=size)
+                        for j in channels:
+                            acc = sums[j, t]
+                            builder.store(builder.call(fma, [grads[j], x, builder.load(acc)]), acc)
+                for key, acc in sums.items():
+                    builder.store(builder.load(acc), places[key], align=size)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@overload(_taps_sums)
+def _taps_sums_jit(parts, d, src, Wp, s0, s1):
+    def compiled(parts, d, src, Wp, s0, s1):
+        _taps_sums_in_registers(parts, d, src, Wp, s0, s1)
+
+    return compiled
+
+
 def backward_params_scratch(Co, xp_shape, k, dtype):
     """The scratch arrays conv_backward_params needs (d, flats), allocated once for batches of
     up to B: fresh pages for megabytes of them at every call would cost as much as the sums.
@@ -254,7 +364,9 @@ def backward_params_scratch(Co, xp_shape, k, dtype):
     Ci, B, Hp, Wp = xp_shape
     size = -(-(B * Hp * Wp) // (4 * ROWS)) * 4 * ROWS
     spare = (k - 1) * Wp + 3 * -(-k // 3)
-    return np.zeros((Co, size), dtype), np.zeros((Ci, size + spare), dtype)
+    # An even number of gradient rows: 3 x 3 kernels take output channels in pairs, and a
+    # lone last one is paired with a row of zeros.
+    return np.zeros((Co + Co % 2, size), dtype), np.zeros((Ci, size + spare), dtype)
 
 
 @njit(cache=True, parallel=True, fastmath=FMA)
@@ -265,10 +377,13 @@ def conv_backward_params(dW, db, dout, xp, d, flats):
 
     The output gradient is laid out as the forward pass's tall wide rows (zeros where it kept
     no output), so that each tap is again one long dot product over positions.  Per (output,
-    input channel), a thread's own, the products are first added up elementwise, four stretches
-    of ROWS positions a pass, which vectorizes; then each tap's ROWS parts are summed as a tree
-    (_tree_sum).  Taps go three of a row at a time; a kernel whose size is not a multiple of 3
-    gets dropped taps, which read past its rows into spare zeros."""
+    input channel), a thread's own, the products are first added up elementwise, stretch after
+    stretch of ROWS positions, into ROWS parts per tap; then each tap's parts are summed as a
+    tree (_tree_sum).  A 3 x 3 kernel's parts are added in vector registers (_taps_sums, two
+    output channels at a time); another kernel's in memory, four stretches a pass
+    (_block_parts), taps three of a row at a time, a kernel whose size is not a multiple of 3
+    with dropped taps, which read past its rows into spare zeros.  Both add the same terms in
+    the same order."""
     Co, B, Ho, Wo = dout.shape
     Ci, _, Hp, Wp = xp.shape
     k = dW.shape[2]
@@ -296,6 +411,18 @@ def conv_backward_params(dW, db, dout, xp, d, flats):
                 for q in range(ROWS):
                     rows[q] += row_d[first + q]
             db[co] = _tree_sum(rows)
+    if k == 3:
+        stretches = used // ROWS
+        for pair in prange((Co + 1) // 2 * Ci):
+            co, ci = 2 * (pair // Ci), pair % Ci
+            parts = np.zeros((2, 3, 3, ROWS), dW.dtype)
+            for s in range(0, stretches, TILE):
+                _taps_sums(parts, d[co : co + 2], flats[ci], Wp, s, min(stretches, s + TILE))
+            for j in range(min(2, Co - co)):
+                for ky in range(3):
+                    for kx in range(3):
+                        dW[co + j, ci, ky, kx] = _tree_sum(parts[j, ky, kx])
+        return
     for pair in prange(Co * Ci):
         co, ci = pair // Ci, pair % Ci
         parts = np.zeros((k, 3 * groups, ROWS), dW.dtype)
