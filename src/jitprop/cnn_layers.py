@@ -135,6 +135,160 @@ def _one_tap(a0, a1, a2, a3, src, at, w):
         a3[q] = a3[q] + w3 * t
 
 
+# --------------------------------------------------------------------------- sums in registers
+# Numba cannot keep a vector of sums in registers across a loop: a sum carried by a loop is a
+# reduction, which LLVM vectorizes only if allowed to regroup its terms.  The two loops that
+# need it are written in LLVM IR (numba.extending.intrinsic), each lane of a vector one sum,
+# its terms in order, fused with llvm.fma.  How wide the vectors are changes the speed only.
+
+
+def _vector_bytes(context):
+    """The width of the widest vectors Numba compiles for: 64 bytes with AVX-512, 32 with AVX,
+    else 16."""
+    # The features Numba compiles for (the host's, or NUMBA_CPU_FEATURES): private, but the
+    # only place that says which vectors the target has.
+    features = context.codegen()._tm_features
+    return 64 if "+avx512f" in features else 32 if "+avx" in features else 16
+
+
+def _fma(builder, vector, lanes, size):
+    """LLVM's fused multiply-add on `vector`s."""
+    name = f"llvm.fma.v{lanes}f{8 * size}"
+    return cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector, [vector] * 3), name
+    )
+
+
+def _vector_at(builder, array, index, vector):
+    """A pointer to the (unaligned) vector at element `index` of array's data."""
+    return builder.bitcast(builder.gep(array.data, [index]), vector.as_pointer())
+
+
+# Vectors of positions _forward_taps_in_registers sums at once, for each of a block's channels.
+VECTORS = 2
+
+
+def _forward_taps(sums, flat, w, start, Wp):
+    """sums[j, q] += w[j, ci, ky, kx] flat[ci, start + ky Wp + kx + q] over ci, then ky, kx, in
+    that order, each term fused into the sum; sums (BLOCK, L), flat (Ci, N), w (BLOCK, Ci, 3, 3).
+    What Numba compiles is _forward_taps_in_registers, and _nine_taps past its last whole step;
+    this is their stand-in for NUMBA_DISABLE_JIT, with the same terms, but rounded twice each."""
+    L = sums.shape[1]
+    for ci in range(flat.shape[0]):
+        for ky in range(3):
+            for kx in range(3):
+                tap = flat[ci, start + ky * Wp + kx : start + ky * Wp + kx + L]
+                for j in range(BLOCK):
+                    sums[j] += w[j, ci, ky, kx] * tap
+
+
+@intrinsic
+def _forward_taps_in_registers(typingctx, sums, flat, w, start, Wp):
+    """_forward_taps in LLVM IR (see "sums in registers") for the positions of whole steps of
+    VECTORS vectors: the block's sums of a step's positions stay in registers while the loop
+    runs over every input channel and tap, the same terms in the same order as _nine_taps adds
+    them.  Returns the positions done."""
+    sig = types.intp(sums, flat, w, start, Wp)
+
+    def codegen(context, builder, signature, args):
+        sums_a, flat_a, w_a = (
+            context.make_array(ty)(context, builder, value)
+            for ty, value in zip(signature.args[:3], args[:3], strict=True)
+        )
+        start, Wp = args[3:]
+        real = context.get_value_type(signature.args[0].dtype)
+        size = context.get_abi_sizeof(real)
+        lanes = _vector_bytes(context) // size
+        vector, i64, i32 = ir.VectorType(real, lanes), ir.IntType(64), ir.IntType(32)
+        fma = _fma(builder, vector, lanes, size)
+
+        def const(n):
+            return ir.Constant(i64, n)
+
+        def element_strides(array, ndim):
+            strides = cgutils.unpack_tuple(builder, array.strides, ndim)
+            return [builder.udiv(stride, const(size)) for stride in strides]
+
+        sums_j = element_strides(sums_a, 2)[0]
+        flat_ci = element_strides(flat_a, 2)[0]
+        w_j, w_ci = element_strides(w_a, 4)[:2]
+        L = cgutils.unpack_tuple(builder, sums_a.shape, 2)[1]
+        Ci = cgutils.unpack_tuple(builder, flat_a.shape, 2)[0]
+        step = lanes * VECTORS
+        steps = builder.udiv(L, const(step))
+        offsets = [builder.add(builder.mul(Wp, const(t // 3)), const(t % 3)) for t in range(9)]
+        accs = {
+            (j, v): cgutils.alloca_once(builder, vector)
+            for j in range(BLOCK)
+            for v in range(VECTORS)
+        }
+        undef = ir.Constant(vector, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+        with cgutils.for_range(builder, steps) as loop:
+            q = builder.mul(loop.index, const(step))
+            places = {
+                (j, v): _vector_at(
+                    builder,
+                    sums_a,
+                    builder.add(builder.mul(sums_j, const(j)), builder.add(q, const(v * lanes))),
+                    vector,
+                )
+                for j, v in accs
+            }
+            for key, acc in accs.items():
+                builder.store(builder.load(places[key], align=size), acc)
+            with cgutils.for_range(builder, Ci) as inputs:
+                ci = inputs.index
+                row = builder.add(builder.add(builder.mul(ci, flat_ci), start), q)
+                for t in range(9):
+                    xs = [
+                        builder.load(
+                            _vector_at(
+                                builder,
+                                flat_a,
+                                builder.add(row, builder.add(offsets[t], const(v * lanes))),
+                                vector,
+                            ),
+                            align=size,
+                        )
+                        for v in range(VECTORS)
+                    ]
+                    for j in range(BLOCK):
+                        at = builder.add(
+                            builder.add(builder.mul(w_j, const(j)), builder.mul(w_ci, ci)), const(t)
+                        )
+                        weight = builder.load(builder.gep(w_a.data, [at]))
+                        weights = builder.shuffle_vector(
+                            builder.insert_element(undef, weight, ir.Constant(i32, 0)), undef, splat
+                        )
+                        for v in range(VECTORS):
+                            acc = accs[j, v]
+                            builder.store(
+                                builder.call(fma, [weights, xs[v], builder.load(acc)]), acc
+                            )
+            for key, acc in accs.items():
+                builder.store(builder.load(acc), places[key], align=size)
+        return builder.mul(steps, const(step))
+
+    return sig, codegen
+
+
+@overload(_forward_taps)
+def _forward_taps_jit(sums, flat, w, start, Wp):
+    def compiled(sums, flat, w, start, Wp):
+        done = _forward_taps_in_registers(sums, flat, w, start, Wp)
+        if done < sums.shape[1]:
+            a0, a1, a2, a3 = sums[0, done:], sums[1, done:], sums[2, done:], sums[3, done:]
+            w9 = np.empty((BLOCK, 9), w.dtype)
+            for ci in range(flat.shape[0]):
+                for j in range(BLOCK):
+                    for t in range(9):
+                        w9[j, t] = w[j, ci, t // 3, t % 3]
+                _nine_taps(a0, a1, a2, a3, flat[ci], start + done, Wp, w9)
+
+    return compiled
+
+
 @njit(cache=True, parallel=True, fastmath=FMA)
 def conv_forward(out, xp, W, b):
     """out (Co, B, Ho, Wo) = the cross-correlation of xp (Ci, B, Hp, Wp), already padded, with
@@ -157,21 +311,14 @@ def conv_forward(out, xp, W, b):
         first, row0 = block * BLOCK, part * rows
         start = row0 * Wp
         L = min(rows * Wp, end - start)
-        a0, a1 = np.empty(L, out.dtype), np.empty(L, out.dtype)
-        a2, a3 = np.empty(L, out.dtype), np.empty(L, out.dtype)
-        accs = (a0, a1, a2, a3)
+        sums = np.empty((BLOCK, L), out.dtype)
         for j in range(BLOCK):
-            acc, value = accs[j], bb[first + j]
-            for q in range(L):
-                acc[q] = value
-        w9 = np.empty((BLOCK, 9), W.dtype)
-        for ci in range(Ci):
-            if k == 3:
-                for j in range(BLOCK):
-                    for t in range(9):
-                        w9[j, t] = Wb[first + j, ci, t // 3, t % 3]
-                _nine_taps(a0, a1, a2, a3, flat[ci], start, Wp, w9)
-            else:
+            sums[j] = bb[first + j]
+        if k == 3:
+            _forward_taps(sums, flat, Wb[first : first + BLOCK], start, Wp)
+        else:
+            a0, a1, a2, a3 = sums[0], sums[1], sums[2], sums[3]
+            for ci in range(Ci):
                 for ky in range(k):
                     for kx in range(k):
                         w = Wb[first : first + BLOCK, ci, ky, kx].copy()
@@ -185,7 +332,7 @@ def conv_forward(out, xp, W, b):
                 width = np.uint64(min(Wo, L - r * Wp))
                 src = np.uint64(r * Wp)
                 for j in range(min(BLOCK, Co - first)):
-                    acc = accs[j]
+                    acc = sums[j]
                     dst = np.uint64(((first + j) * B + n) * Ho * Wo + y * Wo)
                     for x in range(width):
                         flat_out[dst + x] = acc[src + x]
@@ -272,14 +419,12 @@ def _taps_sums(parts, d, src, Wp, s0, s1):
 
 @intrinsic
 def _taps_sums_in_registers(typingctx, parts, d, src, Wp, s0, s1):
-    """_taps_sums, written in LLVM IR because Numba cannot say it: a vector of lanes of parts
-    per tap and output channel lives in registers while the loop runs over every stretch,
-    s0 to s1, so that each load of the input feeds two fused multiply-adds and no part is
-    loaded or stored inside the loop.  In Numba, a sum kept across a loop is a reduction, which
-    LLVM vectorizes only if allowed to regroup its terms; here each lane is one part's sum, in
-    order.  So the lanes a vector holds (the machine's widest vectors) and whether the two
-    channels go together (with AVX-512's 32 registers) or one after the other change the speed
-    only: each part gets the same terms in the same order as _block_parts adds them."""
+    """_taps_sums in LLVM IR (see "sums in registers"): a vector of lanes of parts per tap and
+    output channel stays in registers while the loop runs over every stretch, s0 to s1, so that
+    each load of the input feeds two fused multiply-adds and no part is loaded or stored inside
+    the loop.  The two channels go together with AVX-512's 32 registers, else one after the
+    other; either way each part gets the same terms in the same order as _block_parts adds
+    them."""
     sig = types.void(parts, d, src, Wp, s0, s1)
 
     def codegen(context, builder, signature, args):
@@ -290,22 +435,16 @@ def _taps_sums_in_registers(typingctx, parts, d, src, Wp, s0, s1):
         Wp, s0, s1 = args[3:]
         real = context.get_value_type(signature.args[0].dtype)
         size = context.get_abi_sizeof(real)
-        # The features Numba compiles for (the host's, or NUMBA_CPU_FEATURES): private, but
-        # the only place that says which vectors the target has.
-        features = context.codegen()._tm_features
-        wide = "+avx512f" in features
-        lanes = (64 if wide else 32 if "+avx" in features else 16) // size
+        wide = _vector_bytes(context) == 64
+        lanes = _vector_bytes(context) // size
         vector, i64 = ir.VectorType(real, lanes), ir.IntType(64)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.v{lanes}f{8 * size}"
-        )
+        fma = _fma(builder, vector, lanes, size)
 
         def const(n):
             return ir.Constant(i64, n)
 
         def at(array, index):
-            """The vector at element `index` of array's data (unaligned)."""
-            return builder.bitcast(builder.gep(array.data, [index]), vector.as_pointer())
+            return _vector_at(builder, array, index, vector)
 
         # Element strides of d's rows and parts' channels (each row itself contiguous).
         d_row = builder.udiv(cgutils.unpack_tuple(builder, d_a.strides, 2)[0], const(size))
