@@ -530,11 +530,13 @@ def conv_backward_params(dW, db, dout, xp, d, flats):
     used = ((B * Hp * Wp + 4 * ROWS - 1) // (4 * ROWS)) * 4 * ROWS
     for m in prange(Co * B):
         co, n = m // B, m % B
-        wide = d[co, n * Hp * Wp : (n + 1) * Hp * Wp]
-        wide[:] = 0
+        wide, grad = d[co, n * Hp * Wp : (n + 1) * Hp * Wp], dout[co, n].reshape(Ho * Wo)
         for y in range(Ho):
+            row, at = wide[y * Wp : (y + 1) * Wp], y * Wo
             for x in range(Wo):
-                wide[y * Wp + x] = dout[co, n, y, x]
+                row[x] = grad[at + x]
+            row[Wo:] = 0
+        wide[Ho * Wp :] = 0
     for ci in prange(Ci):
         src = xp[ci].reshape(B * Hp * Wp)
         dst = flats[ci]
