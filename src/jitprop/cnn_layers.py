@@ -28,11 +28,13 @@ from jitprop.jit import njit
 # every term of every output is flat[q + ky Wp + kx].  So a tap is a pass over a contiguous range
 # of q, a loop that vectorizes with no gather, as long as the batch; the positions past each
 # image's output (x >= Wo, or y >= Ho, which straddle two images) are computed and dropped.
-# Each pass adds the nine taps of a 3 x 3 kernel (or one tap of another) for four output
-# channels at once, so that every input load feeds four multiply-adds and every accumulator
-# load nine, and adds them left to right, so the result is the plain loop's.  It buys 13-26x
-# the plain loop's speed per layer of the default network, and conv_backward_params 8-13x
-# (benchmarks/cnn_conv.py, one thread; tests/test_benchmarks.py checks its plain loops).
+# A 3 x 3 kernel's sums of 32 positions for four output channels stay in vector registers
+# while every input channel's nine taps are added (_forward_taps, "sums in registers"); another
+# kernel adds one tap a pass for four output channels to rows of sums in memory (_one_tap).
+# Either way the terms go left to right, so the result is the plain loop's.  It buys 22-27x the
+# plain loop's speed per layer of the default network (8x on the first, one input channel), and
+# conv_backward_params 14-23x (benchmarks/cnn_conv.py, one thread; tests/test_benchmarks.py
+# checks its plain loops).
 # Multiply-adds are fused (FMA, the only fastmath flag here): the same bits on every machine
 # with FMA (Intel Core and Xeon since 2013, AMD since 2012, every ARM64), whatever its vector
 # width (tests/test_targets.py).
@@ -42,8 +44,9 @@ BLOCK = 4  # output channels per pass
 # took the largest layer from 3.3 to 2.8 ms a batch, benchmarks/cnn_epoch.py --stages), and its
 # four accumulators still fit the L2 cache.
 SPAN = 2048
-# Positions a stretch of conv_backward_params covers: its nine parts stay in the L1 cache (512
-# beat 128, 256, 1024 and 2048).
+# Positions a stretch of conv_backward_params covers, chosen when its parts were summed in
+# memory (512 beat 128, 256, 1024 and 2048).  It decides which terms each part adds, and so
+# the trained bits: changing it would redraw every documented CNN result.
 ROWS = 512
 
 
