@@ -6,7 +6,8 @@ whose speed drifts by 10-30% within minutes, this is how to tell whether a kerne
     python benchmarks/cnn_kernels_ab.py BASE [NEW] [--data-dir ../shared/data/mnist]
                                         [--threads 1] [--batches 60] [--rounds 5]
 
-NEW defaults to the working tree.  Only cnn_layers.py is swapped (jitprop.cnn_net calls its
+NEW defaults to the working tree (jitprop as installed: editable, from this checkout, after
+the README's commands).  Only cnn_layers.py is swapped (jitprop.cnn_net calls its
 kernels through the module), so both revisions' kernels must take the working tree's arguments.
 The first round of each is a warm-up, not counted: it compiles the kernels.
 """
@@ -61,7 +62,8 @@ def main():
         modules.append(kernels_at(args.new, folder) if args.new else cnn_layers)
         seconds = {name: [] for name in names}
         for round_ in range(args.rounds + 1):
-            for name, module in zip(names, modules, strict=True):
+            turns = list(zip(names, modules, strict=True))
+            for name, module in turns[:: -1 if round_ % 2 else 1]:  # each goes first in turn
                 cnn_net.kernels = module
                 spent = cnn_epoch.jitprop_epoch(images, labels, args.threads, args.batches)
                 if round_:

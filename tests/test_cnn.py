@@ -3,6 +3,10 @@ finite differences, the public API, bad layer lists named, training reproducible
 independent, the augmentation's geometry and the onecycle schedule."""
 
 import math
+import os
+import platform
+import subprocess
+import sys
 
 import numba
 import numpy as np
@@ -88,20 +92,27 @@ def test_conv_kernels_match_reference(k, padding, bias):
     )
 
 
+# The sums in registers against the sums in memory, bit for bit, in a fresh process: for this
+# machine, and for x86-64 without FMA, where both must multiply and add unfused.
+REGISTERS_VS_MEMORY = """
+import numba, numpy as np
+from jitprop import cnn_layers as kernels
+
 @numba.njit
 def taps_sums(parts, d, src, Wp, s0, s1):
     kernels._taps_sums(parts, d, src, Wp, s0, s1)
 
+@numba.njit(fastmath=kernels.FMA)
+def forward_taps(sums, flat, w, start, Wp):
+    kernels._forward_taps(sums, flat, w, start, Wp)
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_register_sums_of_a_3x3_kernel_are_the_memory_sums_bit_for_bit(dtype):
-    """conv_backward_params adds a 3 x 3 kernel's parts in registers (_taps_sums) and other
-    kernels' in memory (_block_parts); the two must give the same bits, or a network's trained
-    bits would depend on its kernel sizes' code path.  Not a `kernel` test: without the JIT,
-    _taps_sums' stand-in rounds each product before adding it."""
-    rng = np.random.default_rng(3)
-    R, Wp, stretches = kernels.ROWS, 11, 12
-    d = rng.normal(size=(2, stretches * R)).astype(dtype)
+def bits(a):
+    return a.view(f"u{a.itemsize}")
+
+rng = np.random.default_rng(3)
+R, Wp, stretches = kernels.ROWS, 11, 12
+for dtype in (np.float32, np.float64):
+    d = rng.normal(size=(3, stretches * R + 64)).astype(dtype)[1:]  # rows longer than summed
     src = rng.normal(size=stretches * R + 2 * Wp + 3).astype(dtype)
     expected = np.zeros((2, 3, 3, R), dtype)
     for j in range(2):
@@ -110,7 +121,51 @@ def test_register_sums_of_a_3x3_kernel_are_the_memory_sums_bit_for_bit(dtype):
     parts = np.zeros_like(expected)
     taps_sums(parts, d, src, Wp, 0, 5)  # in two calls, as conv_backward_params' tiles go
     taps_sums(parts, d, src, Wp, 5, stretches)
-    assert np.array_equal(parts.view(f"u{parts.itemsize}"), expected.view(f"u{parts.itemsize}"))
+    print("dW", np.array_equal(bits(parts), bits(expected)))
+    flat = rng.normal(size=(5, 400)).astype(dtype)
+    w = rng.normal(size=(4, 5, 3, 3)).astype(dtype)
+    start, L = 7, 301  # whole steps of vectors, then a tail
+    expected = np.tile(rng.normal(size=(4, 1)).astype(dtype), L)
+    sums = expected.copy()
+    for ci in range(5):
+        kernels._nine_taps(*expected, flat[ci], start, Wp, w[:, ci].reshape(4, 9).copy())
+    forward_taps(sums, flat, w, start, Wp)
+    print("forward", np.array_equal(bits(sums), bits(expected)))
+"""
+
+
+@pytest.mark.parametrize("target", ["host", "x86-64 without FMA"])
+def test_sums_in_registers_are_the_sums_in_memory_bit_for_bit(target, tmp_path):
+    """A 3 x 3 kernel's sums go in registers (_taps_sums, _forward_taps), other kernels' in
+    memory (_block_parts, _one_tap), and the tails of the forward pass through _nine_taps; all
+    must give the same bits, or a network's trained bits would depend on its kernel sizes'
+    code paths and its batch's length.  Fails if the registers add unfused where the memory
+    loops fuse, or the other way round.  Not a `kernel` test: without the JIT, the stand-ins
+    round each product before adding it."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_CPU")}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    if target != "host":
+        if platform.machine() != "x86_64":
+            pytest.skip("an x86-64 target")  # never skips on the CI's x86-64 machines
+        env["NUMBA_CPU_NAME"] = "generic"  # x86-64's baseline: SSE2, no FMA
+    done = subprocess.run(
+        [sys.executable, "-c", REGISTERS_VS_MEMORY], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["dW", "True", "forward", "True"] * 2, done.stdout
+
+
+@numba.njit
+def taps_sums(parts, d, src, Wp, s0, s1):
+    kernels._taps_sums(parts, d, src, Wp, s0, s1)
+
+
+def test_sums_in_registers_refuse_arrays_they_would_misread():
+    R = kernels.ROWS
+    parts, src = np.zeros((2, 3, 3, R)), np.zeros(9 * R)
+    for d in (np.zeros((2, 8 * R), np.float32), np.zeros((2, 16 * R))[:, ::2]):
+        with pytest.raises(numba.core.errors.TypingError, match="C-contiguous float32 or float64"):
+            taps_sums(parts, d, src, 5, 0, 1)
 
 
 @pytest.mark.kernel

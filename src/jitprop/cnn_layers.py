@@ -11,10 +11,11 @@ not depend on the number of threads.
 
 import math
 
+import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
-from numba.core import cgutils
+from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
 
 from jitprop.jit import njit
@@ -28,13 +29,14 @@ from jitprop.jit import njit
 # every term of every output is flat[q + ky Wp + kx].  So a tap is a pass over a contiguous range
 # of q, a loop that vectorizes with no gather, as long as the batch; the positions past each
 # image's output (x >= Wo, or y >= Ho, which straddle two images) are computed and dropped.
-# A 3 x 3 kernel's sums of 32 positions for four output channels stay in vector registers
-# while every input channel's nine taps are added (_forward_taps, "sums in registers"); another
-# kernel adds one tap a pass for four output channels to rows of sums in memory (_one_tap).
+# A 3 x 3 kernel's sums of two vectors of positions (32 in float32 with AVX-512) for four
+# output channels stay in vector registers while every input channel's nine taps are added
+# (_forward_taps, "sums in registers"); another kernel adds one tap a pass for four output
+# channels to rows of sums in memory (_one_tap).
 # Either way the terms go left to right, so the result is the plain loop's.  It buys 22-27x the
 # plain loop's speed per layer of the default network (8x on the first, one input channel), and
-# conv_backward_params 14-23x (benchmarks/cnn_conv.py, one thread; tests/test_benchmarks.py
-# checks its plain loops).
+# conv_backward_params 14-23x (benchmarks/cnn_conv.py, one thread, AVX-512;
+# tests/test_benchmarks.py checks its plain loops).
 # Multiply-adds are fused (FMA, the only fastmath flag here): the same bits on every machine
 # with FMA (Intel Core and Xeon since 2013, AMD since 2012, every ARM64), whatever its vector
 # width (tests/test_targets.py).
@@ -142,24 +144,50 @@ def _one_tap(a0, a1, a2, a3, src, at, w):
 # Numba cannot keep a vector of sums in registers across a loop: a sum carried by a loop is a
 # reduction, which LLVM vectorizes only if allowed to regroup its terms.  The two loops that
 # need it are written in LLVM IR (numba.extending.intrinsic), each lane of a vector one sum,
-# its terms in order, fused with llvm.fma.  How wide the vectors are changes the speed only.
+# its terms in order, each multiply-add fused as the memory loops' `contract` lets LLVM fuse
+# them: with llvm.fma where the target has FMA (every ARM64; x86 with +fma), else a multiply
+# and an add.  So how wide the vectors are changes the speed only, never the bits.
+X86 = llvm.get_process_triple().startswith(("x86_64", "i386", "i686"))
+
+
+def _target_features(context):
+    """The features Numba compiles for (the host's, or NUMBA_CPU_FEATURES), as a set: a private
+    attribute, but the only place that says which vectors and instructions the target has."""
+    return set(context.codegen()._tm_features.split(","))
 
 
 def _vector_bytes(context):
     """The width of the widest vectors Numba compiles for: 64 bytes with AVX-512, 32 with AVX,
     else 16."""
-    # The features Numba compiles for (the host's, or NUMBA_CPU_FEATURES): private, but the
-    # only place that says which vectors the target has.
-    features = context.codegen()._tm_features
+    features = _target_features(context)
     return 64 if "+avx512f" in features else 32 if "+avx" in features else 16
 
 
-def _fma(builder, vector, lanes, size):
-    """LLVM's fused multiply-add on `vector`s."""
+def _multiply_add(context, builder, vector, lanes, size):
+    """(a, b, c) -> a b + c on `vector`s, rounded as the memory loops round it (see above)."""
+    if X86 and "+fma" not in _target_features(context):
+        return lambda a, b, c: builder.fadd(c, builder.fmul(a, b))
     name = f"llvm.fma.v{lanes}f{8 * size}"
-    return cgutils.get_or_insert_function(
+    fma = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(vector, [vector] * 3), name
     )
+    return lambda a, b, c: builder.call(fma, [a, b, c])
+
+
+def _check_arrays(name, arrays, ndims):
+    """Raise a TypingError unless `arrays` are C-contiguous, of one dtype, float32 or float64,
+    with `ndims` dimensions: the IR reads them as such."""
+    dtype = arrays[0].dtype if isinstance(arrays[0], types.Array) else None
+    for array, ndim in zip(arrays, ndims, strict=True):
+        if not (
+            isinstance(array, types.Array)
+            and (array.layout, array.ndim, array.dtype) == ("C", ndim, dtype)
+            and dtype in (types.float32, types.float64)
+        ):
+            raise errors.TypingError(
+                f"{name} takes C-contiguous float32 or float64 arrays of one dtype with "
+                f"{ndims} dimensions, got {arrays}"
+            )
 
 
 def _vector_at(builder, array, index, vector):
@@ -191,6 +219,7 @@ def _forward_taps_in_registers(typingctx, sums, flat, w, start, Wp):
     VECTORS vectors: the block's sums of a step's positions stay in registers while the loop
     runs over every input channel and tap, the same terms in the same order as _nine_taps adds
     them.  Returns the positions done."""
+    _check_arrays("_forward_taps_in_registers", (sums, flat, w), (2, 2, 4))
     sig = types.intp(sums, flat, w, start, Wp)
 
     def codegen(context, builder, signature, args):
@@ -203,7 +232,7 @@ def _forward_taps_in_registers(typingctx, sums, flat, w, start, Wp):
         size = context.get_abi_sizeof(real)
         lanes = _vector_bytes(context) // size
         vector, i64, i32 = ir.VectorType(real, lanes), ir.IntType(64), ir.IntType(32)
-        fma = _fma(builder, vector, lanes, size)
+        multiply_add = _multiply_add(context, builder, vector, lanes, size)
 
         def const(n):
             return ir.Constant(i64, n)
@@ -266,9 +295,7 @@ def _forward_taps_in_registers(typingctx, sums, flat, w, start, Wp):
                         )
                         for v in range(VECTORS):
                             acc = accs[j, v]
-                            builder.store(
-                                builder.call(fma, [weights, xs[v], builder.load(acc)]), acc
-                            )
+                            builder.store(multiply_add(weights, xs[v], builder.load(acc)), acc)
             for key, acc in accs.items():
                 builder.store(builder.load(acc), places[key], align=size)
         return builder.mul(steps, const(step))
@@ -424,10 +451,12 @@ def _taps_sums(parts, d, src, Wp, s0, s1):
 def _taps_sums_in_registers(typingctx, parts, d, src, Wp, s0, s1):
     """_taps_sums in LLVM IR (see "sums in registers"): a vector of lanes of parts per tap and
     output channel stays in registers while the loop runs over every stretch, s0 to s1, so that
-    each load of the input feeds two fused multiply-adds and no part is loaded or stored inside
-    the loop.  The two channels go together with AVX-512's 32 registers, else one after the
+    no part is loaded or stored inside the loop.  The two channels go together with AVX-512's
+    32 registers (each load of the input then feeds two multiply-adds), else one after the
     other; either way each part gets the same terms in the same order as _block_parts adds
-    them."""
+    them.  d's second row is read even when the caller drops its sums (a lone last channel):
+    backward_params_scratch gives d an even number of rows."""
+    _check_arrays("_taps_sums_in_registers", (parts, d, src), (4, 2, 1))
     sig = types.void(parts, d, src, Wp, s0, s1)
 
     def codegen(context, builder, signature, args):
@@ -441,7 +470,7 @@ def _taps_sums_in_registers(typingctx, parts, d, src, Wp, s0, s1):
         wide = _vector_bytes(context) == 64
         lanes = _vector_bytes(context) // size
         vector, i64 = ir.VectorType(real, lanes), ir.IntType(64)
-        fma = _fma(builder, vector, lanes, size)
+        multiply_add = _multiply_add(context, builder, vector, lanes, size)
 
         def const(n):
             return ir.Constant(i64, n)
@@ -483,7 +512,7 @@ def _taps_sums_in_registers(typingctx, parts, d, src, Wp, s0, s1):
                         x = builder.load(at(src_a, builder.add(first, offset)), align=size)
                         for j in channels:
                             acc = sums[j, t]
-                            builder.store(builder.call(fma, [grads[j], x, builder.load(acc)]), acc)
+                            builder.store(multiply_add(grads[j], x, builder.load(acc)), acc)
                 for key, acc in sums.items():
                     builder.store(builder.load(acc), places[key], align=size)
         return context.get_dummy_value()
@@ -507,7 +536,7 @@ def backward_params_scratch(Co, xp_shape, k, dtype):
     size = -(-(B * Hp * Wp) // (4 * ROWS)) * 4 * ROWS
     spare = (k - 1) * Wp + 3 * -(-k // 3)
     # An even number of gradient rows: 3 x 3 kernels take output channels in pairs, and a
-    # lone last one is paired with a row of zeros.
+    # lone last one is paired with a spare row, whose sums are computed and dropped.
     return np.zeros((Co + Co % 2, size), dtype), np.zeros((Ci, size + spare), dtype)
 
 
