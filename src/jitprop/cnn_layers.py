@@ -195,6 +195,20 @@ def _vector_at(builder, array, index, vector):
     return builder.bitcast(builder.gep(array.data, [index]), vector.as_pointer())
 
 
+def _arrays(context, builder, signature, args, n):
+    """The first n arguments of an intrinsic, as arrays (data, shape, strides)."""
+    return [
+        context.make_array(ty)(context, builder, value)
+        for ty, value in zip(signature.args[:n], args[:n], strict=True)
+    ]
+
+
+def _element_strides(builder, array, ndim, size):
+    """array's strides in elements of `size` bytes."""
+    strides = cgutils.unpack_tuple(builder, array.strides, ndim)
+    return [builder.udiv(stride, ir.Constant(stride.type, size)) for stride in strides]
+
+
 # Vectors of positions _forward_taps_in_registers sums at once, for each of a block's channels.
 VECTORS = 2
 
@@ -223,10 +237,7 @@ def _forward_taps_in_registers(typingctx, sums, flat, w, start, Wp):
     sig = types.intp(sums, flat, w, start, Wp)
 
     def codegen(context, builder, signature, args):
-        sums_a, flat_a, w_a = (
-            context.make_array(ty)(context, builder, value)
-            for ty, value in zip(signature.args[:3], args[:3], strict=True)
-        )
+        sums_a, flat_a, w_a = _arrays(context, builder, signature, args, 3)
         start, Wp = args[3:]
         real = context.get_value_type(signature.args[0].dtype)
         size = context.get_abi_sizeof(real)
@@ -237,13 +248,9 @@ def _forward_taps_in_registers(typingctx, sums, flat, w, start, Wp):
         def const(n):
             return ir.Constant(i64, n)
 
-        def element_strides(array, ndim):
-            strides = cgutils.unpack_tuple(builder, array.strides, ndim)
-            return [builder.udiv(stride, const(size)) for stride in strides]
-
-        sums_j = element_strides(sums_a, 2)[0]
-        flat_ci = element_strides(flat_a, 2)[0]
-        w_j, w_ci = element_strides(w_a, 4)[:2]
+        sums_j = _element_strides(builder, sums_a, 2, size)[0]
+        flat_ci = _element_strides(builder, flat_a, 2, size)[0]
+        w_j, w_ci = _element_strides(builder, w_a, 4, size)[:2]
         L = cgutils.unpack_tuple(builder, sums_a.shape, 2)[1]
         Ci = cgutils.unpack_tuple(builder, flat_a.shape, 2)[0]
         step = lanes * VECTORS
@@ -460,15 +467,12 @@ def _taps_sums_in_registers(typingctx, parts, d, src, Wp, s0, s1):
     sig = types.void(parts, d, src, Wp, s0, s1)
 
     def codegen(context, builder, signature, args):
-        parts_a, d_a, src_a = (
-            context.make_array(ty)(context, builder, value)
-            for ty, value in zip(signature.args[:3], args[:3], strict=True)
-        )
+        parts_a, d_a, src_a = _arrays(context, builder, signature, args, 3)
         Wp, s0, s1 = args[3:]
         real = context.get_value_type(signature.args[0].dtype)
         size = context.get_abi_sizeof(real)
-        wide = _vector_bytes(context) == 64
-        lanes = _vector_bytes(context) // size
+        width = _vector_bytes(context)
+        wide, lanes = width == 64, width // size
         vector, i64 = ir.VectorType(real, lanes), ir.IntType(64)
         multiply_add = _multiply_add(context, builder, vector, lanes, size)
 
@@ -478,9 +482,8 @@ def _taps_sums_in_registers(typingctx, parts, d, src, Wp, s0, s1):
         def at(array, index):
             return _vector_at(builder, array, index, vector)
 
-        # Element strides of d's rows and parts' channels (each row itself contiguous).
-        d_row = builder.udiv(cgutils.unpack_tuple(builder, d_a.strides, 2)[0], const(size))
-        parts_j = builder.udiv(cgutils.unpack_tuple(builder, parts_a.strides, 4)[0], const(size))
+        d_row = _element_strides(builder, d_a, 2, size)[0]
+        parts_j = _element_strides(builder, parts_a, 4, size)[0]
         taps = [(ky, kx) for ky in range(3) for kx in range(3)]
         offsets = [builder.add(builder.mul(Wp, const(ky)), const(kx)) for ky, kx in taps]
         for channels in [(0, 1)] if wide else [(0,), (1,)]:
