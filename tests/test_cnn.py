@@ -79,12 +79,10 @@ def test_conv_kernels_match_reference(k, padding, bias):
     kernels.conv_backward_params(dW, db, cnhw(dout), xp, *scratch)
     np.testing.assert_allclose(dW, ref_dW, rtol=1e-12, atol=1e-12, err_msg="dW differs")
     np.testing.assert_allclose(db, ref_db, rtol=1e-12, atol=1e-12, err_msg="db differs")
-    # The input gradient, as the network computes it: the padded output gradient correlated
-    # with the turned, transposed kernel.
-    dp = np.zeros((5, 3, expected.shape[2] + 2 * (k - 1), expected.shape[3] + 2 * (k - 1)))
-    kernels.pad(dp, cnhw(dout), k - 1)
-    dxp = np.empty_like(xp)
-    kernels.conv_forward(dxp, dp, kernels.flipped_transpose(W), np.zeros(2))
+    # The input gradient, as the network computes it: the output gradient conv_backward_params
+    # left in its scratch, correlated with the turned, transposed kernel.
+    dxp = np.full_like(xp, np.nan)
+    kernels.conv_backward_input(dxp, scratch[0], W)
     dx = np.empty((2, 3, 9, 8))
     kernels.unpad(dx, dxp, padding)
     np.testing.assert_allclose(
@@ -169,21 +167,29 @@ def test_sums_in_registers_refuse_arrays_they_would_misread():
 
 
 @pytest.mark.kernel
-def test_conv_backward_params_on_a_short_batch_in_a_long_scratch():
-    """A scratch sized for batches of 6 holds a batch of 2 without stale values leaking in."""
+def test_conv_backward_on_a_short_batch_in_a_long_scratch():
+    """A scratch sized for batches of 6 holds a batch of 2 without stale values leaking in,
+    into dW, db or the input gradient conv_backward_input reads from it."""
     rng = np.random.default_rng(1)
-    scratch = kernels.backward_params_scratch(4, (3, 6, 7, 7), 3, np.float64)
+    scratch = kernels.backward_params_scratch(5, (3, 6, 7, 7), 3, np.float64)
     for B in (6, 2):
         x, dout, W = (
             rng.normal(size=(B, 3, 7, 7)),
-            rng.normal(size=(B, 4, 5, 5)),
-            np.zeros((4, 3, 3, 3)),
+            rng.normal(size=(B, 5, 5, 5)),
+            rng.normal(size=(5, 3, 3, 3)),
         )
-        dW, db = np.empty_like(W), np.empty(4)
+        dW, db, dx = np.empty_like(W), np.empty(5), np.full((3, B, 7, 7), np.nan)
         kernels.conv_backward_params(dW, db, cnhw(dout), cnhw(x), *scratch)
-        _, ref_dW, ref_db = reference.conv_backward(dout, x, W, 0)
+        kernels.conv_backward_input(dx, scratch[0], W)
+        ref_dx, ref_dW, ref_db = reference.conv_backward(dout, x, W, 0)
         np.testing.assert_allclose(dW, ref_dW, rtol=1e-12, err_msg=f"dW differs at B={B}")
         np.testing.assert_allclose(db, ref_db, rtol=1e-12, err_msg=f"db differs at B={B}")
+        np.testing.assert_allclose(batch_major(dx), ref_dx, rtol=1e-12, err_msg=f"dx at B={B}")
+
+
+# batchnorm_forward's and batchnorm_backward's arguments for no layer done in their passes.
+NO_DROPOUT = np.empty(0, np.uint8), np.uint64(0), (0, 1.0)
+NO_FUSION = np.empty(0, np.uint8), 1.0, np.empty((0, 0, 0, 0))
 
 
 @pytest.mark.kernel
@@ -194,7 +200,9 @@ def test_batchnorm_kernels_match_reference():
     expected, cache = reference.batchnorm_forward(x, gamma, beta)
     y, xhat, inv_std = np.empty((3, 4, 5, 6)), np.empty((3, 4, 5, 6)), np.empty(3)
     mean, var = np.zeros(3), np.ones(3)
-    kernels.batchnorm_forward(y, xhat, inv_std, cnhw(x), gamma, beta, mean, var, 0.1, 1e-5)
+    kernels.batchnorm_forward(
+        y, xhat, inv_std, cnhw(x), gamma, beta, mean, var, 0.1, 1e-5, *NO_DROPOUT
+    )
     np.testing.assert_allclose(
         batch_major(y), expected, rtol=1e-12, atol=1e-12, err_msg="batchnorm y differs"
     )
@@ -205,7 +213,7 @@ def test_batchnorm_kernels_match_reference():
     dy = rng.normal(size=x.shape)
     ref_dx, ref_dgamma, ref_dbeta = reference.batchnorm_backward(dy, cache, gamma)
     dx, dgamma, dbeta = np.empty((3, 4, 5, 6)), np.empty(3), np.empty(3)
-    kernels.batchnorm_backward(dx, dgamma, dbeta, cnhw(dy), xhat, inv_std, gamma)
+    kernels.batchnorm_backward(dx, dgamma, dbeta, cnhw(dy), xhat, inv_std, gamma, *NO_FUSION)
     np.testing.assert_allclose(
         batch_major(dx), ref_dx, rtol=1e-10, atol=1e-12, err_msg="batchnorm dx differs"
     )
@@ -220,6 +228,41 @@ def test_batchnorm_kernels_match_reference():
         rtol=1e-12,
         err_msg="batchnorm_evaluate differs",
     )
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_does_the_dropout_after_and_the_relu_before_as_their_kernels_do(dtype):
+    # The network's relu -> batchnorm -> dropout: batch norm's kernels do the dropout's passes
+    # and the relu's backward pass in theirs, and must give their kernels' bits.
+    rng = np.random.default_rng(5)
+    x = np.maximum(rng.normal(0.3, 1.0, size=(3, 4, 5, 6)), 0).astype(dtype)  # a relu's output
+    gamma, beta = rng.normal(size=3).astype(dtype), rng.normal(size=3).astype(dtype)
+    key, threshold, scale = np.uint64(12345), int(0.3 * 2**32), dtype(1 / 0.7)
+    results, dy = [], rng.normal(size=x.shape).astype(dtype)
+    for fused in (False, True):
+        y, xhat, inv_std = np.empty_like(x), np.empty_like(x), np.empty(3)
+        mask, mean, var = np.empty(x.size, np.uint8), np.zeros(3), np.ones(3)
+        dropout = (mask, key, (threshold, scale)) if fused else NO_DROPOUT
+        stats = (gamma, beta, mean, var, 0.1, 1e-5)
+        kernels.batchnorm_forward(y, xhat, inv_std, x, *stats, *dropout)
+        if not fused:
+            kernels.dropout_forward(y.reshape(-1), mask, key, threshold, scale)
+        dx, dgamma, dbeta = np.empty_like(x), np.empty(3, dtype), np.empty(3, dtype)
+        if fused:
+            kernels.batchnorm_backward(dx, dgamma, dbeta, dy, xhat, inv_std, gamma, mask, scale, x)
+        else:
+            dropped = dy.copy()
+            kernels.dropout_backward(dropped.reshape(-1), mask, scale)
+            kernels.batchnorm_backward(dx, dgamma, dbeta, dropped, xhat, inv_std, gamma, *NO_FUSION)
+            kernels.relu_backward(dx.reshape(-1), x.reshape(-1))
+        results.append((y, mask, xhat, mean, var, dx, dgamma, dbeta))
+    assert 0.6 < results[0][1].mean() < 0.8  # the dropout at work,
+    assert (x == 0).mean() > 0.3  # and the relu
+    for name, apart, together in zip(
+        "y mask xhat mean var dx dgamma dbeta".split(), *results, strict=True
+    ):
+        np.testing.assert_array_equal(together, apart, err_msg=f"fused {name} differs")
 
 
 @pytest.mark.kernel

@@ -272,11 +272,9 @@ class Pass:
                 padded = (C, H + 2 * p, W + 2 * p)
                 if p:
                     extra["xp"], extra["dxp"] = Buffer(padded, B, dtype), Buffer(padded, B, dtype)
-                Co, Ho, Wo = out
-                extra["dp"] = Buffer((Co, Ho + 2 * (k - 1), Wo + 2 * (k - 1)), B, dtype)
-                extra["b0"] = np.zeros(Co, dtype)
+                extra["b0"] = np.zeros(out[0], dtype)
                 extra["scratch"] = kernels.backward_params_scratch(
-                    Co, (padded[0], B, *padded[1:]), k, dtype
+                    out[0], (padded[0], B, *padded[1:]), k, dtype
                 )
             elif spec.kind == "batchnorm":
                 extra["xhat"] = Buffer(shape, B, dtype)
@@ -289,6 +287,20 @@ class Pass:
                 extra["rows"] = Buffer((math.prod(shape),), B, dtype)
                 extra["drows"] = Buffer((math.prod(shape),), B, dtype)
             self.extra.append(extra)
+        # Layers whose work another layer's kernel does in its own passes over the same data:
+        # a dropout after a batch norm (both ways), and the backward pass of a relu before one.
+        kinds = [spec.kind for spec in specs]
+        self.fused_dropouts = {
+            index
+            for index in range(1, len(specs))
+            if kinds[index - 1 : index + 1] == ["batchnorm", "dropout"] and specs[index].p > 0
+        }
+        self.fused_relus = {
+            index
+            for index in range(len(specs) - 1)
+            if kinds[index : index + 2] == ["relu", "batchnorm"]
+        }
+        self.no_mask, self.no_relu = np.empty(0, np.uint8), np.empty((0, 0, 0, 0), dtype)
         # A network that ends in maps, (10, 1, 1) say, gives each sample's logits in (c, y, x)
         # order, as PyTorch's view(B, 10) does; the maps are channel-major, so the logits and
         # their gradient are laid out again as rows.
@@ -318,6 +330,7 @@ class Pass:
                 kernels.relu_forward(out.reshape(-1))
             elif spec.kind == "batchnorm":
                 if training:
+                    mask, key, drop = self._dropout_after(index, keys, out)
                     kernels.batchnorm_forward(
                         out,
                         extra["xhat"].view(B),
@@ -329,6 +342,9 @@ class Pass:
                         stat["var"],
                         BATCHNORM_MOMENTUM,
                         BATCHNORM_EPS,
+                        mask,
+                        key,
+                        drop,
                     )
                 else:
                     kernels.batchnorm_evaluate(
@@ -341,7 +357,11 @@ class Pass:
                         BATCHNORM_EPS,
                     )
             elif spec.kind == "dropout":
-                if keys is not None and spec.p > 0:
+                if (
+                    keys is not None
+                    and spec.p > 0
+                    and not (training and index in self.fused_dropouts)
+                ):
                     threshold, scale = _dropout(spec, out)
                     kernels.dropout_forward(
                         out.reshape(-1), extra["mask"][: out.size], keys[index], threshold, scale
@@ -375,19 +395,18 @@ class Pass:
                 db = grad.get("b", extra["b0"][:0])
                 kernels.conv_backward_params(grad["W"], db, dout, xp, *extra["scratch"])
                 if not first:
-                    dp = extra["dp"].view(B)
-                    kernels.pad(dp, dout, spec.kernel - 1)
-                    Wt = kernels.flipped_transpose(param["W"])
-                    zeros = np.zeros(Wt.shape[0], Wt.dtype)
+                    d = extra["scratch"][0]
                     if spec.padding:
                         dxp = extra["dxp"].view(B)
-                        kernels.conv_forward(dxp, dp, Wt, zeros)
+                        kernels.conv_backward_input(dxp, d, param["W"])
                         kernels.unpad(dx, dxp, spec.padding)
                     else:
-                        kernels.conv_forward(dx, dp, Wt, zeros)
+                        kernels.conv_backward_input(dx, d, param["W"])
             elif spec.kind == "relu":
-                kernels.relu_backward(dout.reshape(-1), out.reshape(-1))
+                if index not in self.fused_relus:
+                    kernels.relu_backward(dout.reshape(-1), out.reshape(-1))
             elif spec.kind == "batchnorm":
+                mask, _, (_, scale) = self._dropout_after(index, keys, out)
                 kernels.batchnorm_backward(
                     dx,
                     grad["gamma"],
@@ -396,9 +415,12 @@ class Pass:
                     extra["xhat"].view(B),
                     extra["inv_std"],
                     param["gamma"],
+                    mask,
+                    scale,
+                    x if index - 1 in self.fused_relus else self.no_relu,
                 )
             elif spec.kind == "dropout":
-                if keys is not None and spec.p > 0:
+                if keys is not None and spec.p > 0 and index not in self.fused_dropouts:
                     _, scale = _dropout(spec, dout)
                     kernels.dropout_backward(dout.reshape(-1), extra["mask"][: dout.size], scale)
             elif spec.kind == "maxpool":
@@ -415,6 +437,14 @@ class Pass:
                     layers.dense_backward_input(drows, dout, param["W"])
                     if "rows" in extra:
                         kernels.rows_to_maps(dx, drows)
+
+    def _dropout_after(self, index, keys, out):
+        """(mask, key, (threshold, scale)) of the dropout after batch norm `index` on its output
+        `out`, which batch norm's kernels do, or an empty mask if there is none to do."""
+        if index + 1 in self.fused_dropouts and keys is not None:
+            mask = self.extra[index + 1]["mask"][: out.size]
+            return mask, keys[index + 1], _dropout(self.network.specs[index + 1], out)
+        return self.no_mask, np.uint64(0), (0, out.dtype.type(1))
 
     def loss(self, logits, y):
         """(summed cross-entropy, correct predictions), dloss/dlogits into dacts[-1]."""
