@@ -9,7 +9,8 @@ minutes, this is how to tell whether a kernel change pays.
 
 NEW defaults to the working tree (jitprop as installed: editable, from this checkout, after
 the README's commands).  Only those two files are swapped, so both revisions' passes must
-take the working tree's arguments.  The first round of each is a warm-up, not counted: it compiles the kernels.
+take the working tree's arguments.  The first round of each is a warm-up, not counted: it
+compiles the kernels.
 """
 
 import argparse

@@ -189,7 +189,7 @@ def test_conv_backward_on_a_short_batch_in_a_long_scratch():
 
 # batchnorm_forward's and batchnorm_backward's arguments for no layer done in their passes.
 NO_DROPOUT = np.empty(0, np.uint8), np.uint64(0), (0, 1.0)
-NO_FUSION = np.empty(0, np.uint8), 1.0, np.empty((0, 0, 0, 0))
+NO_FUSION = np.empty(0, np.uint8), 1.0, False
 
 
 @pytest.mark.kernel
@@ -198,10 +198,10 @@ def test_batchnorm_kernels_match_reference():
     x = rng.normal(2.0, 3.0, size=(4, 3, 5, 6))
     gamma, beta = rng.normal(size=3), rng.normal(size=3)
     expected, cache = reference.batchnorm_forward(x, gamma, beta)
-    y, xhat, inv_std = np.empty((3, 4, 5, 6)), np.empty((3, 4, 5, 6)), np.empty(3)
+    y, batch_mean, inv_std = np.empty((3, 4, 5, 6)), np.empty(3), np.empty(3)
     mean, var = np.zeros(3), np.ones(3)
     kernels.batchnorm_forward(
-        y, xhat, inv_std, cnhw(x), gamma, beta, mean, var, 0.1, 1e-5, *NO_DROPOUT
+        y, batch_mean, inv_std, cnhw(x), gamma, beta, mean, var, 0.1, 1e-5, *NO_DROPOUT
     )
     np.testing.assert_allclose(
         batch_major(y), expected, rtol=1e-12, atol=1e-12, err_msg="batchnorm y differs"
@@ -213,7 +213,8 @@ def test_batchnorm_kernels_match_reference():
     dy = rng.normal(size=x.shape)
     ref_dx, ref_dgamma, ref_dbeta = reference.batchnorm_backward(dy, cache, gamma)
     dx, dgamma, dbeta = np.empty((3, 4, 5, 6)), np.empty(3), np.empty(3)
-    kernels.batchnorm_backward(dx, dgamma, dbeta, cnhw(dy), xhat, inv_std, gamma, *NO_FUSION)
+    saved = cnhw(x), batch_mean, inv_std
+    kernels.batchnorm_backward(dx, dgamma, dbeta, cnhw(dy), *saved, gamma, *NO_FUSION)
     np.testing.assert_allclose(
         batch_major(dx), ref_dx, rtol=1e-10, atol=1e-12, err_msg="batchnorm dx differs"
     )
@@ -241,26 +242,27 @@ def test_batchnorm_does_the_dropout_after_and_the_relu_before_as_their_kernels_d
     key, threshold, scale = np.uint64(12345), int(0.3 * 2**32), dtype(1 / 0.7)
     results, dy = [], rng.normal(size=x.shape).astype(dtype)
     for fused in (False, True):
-        y, xhat, inv_std = np.empty_like(x), np.empty_like(x), np.empty(3)
+        y, batch_mean, inv_std = np.empty_like(x), np.empty(3), np.empty(3)
         mask, mean, var = np.empty(x.size, np.uint8), np.zeros(3), np.ones(3)
         dropout = (mask, key, (threshold, scale)) if fused else NO_DROPOUT
         stats = (gamma, beta, mean, var, 0.1, 1e-5)
-        kernels.batchnorm_forward(y, xhat, inv_std, x, *stats, *dropout)
+        kernels.batchnorm_forward(y, batch_mean, inv_std, x, *stats, *dropout)
         if not fused:
             kernels.dropout_forward(y.reshape(-1), mask, key, threshold, scale)
         dx, dgamma, dbeta = np.empty_like(x), np.empty(3, dtype), np.empty(3, dtype)
+        saved = x, batch_mean, inv_std  # what the backward pass reads of the forward's
         if fused:
-            kernels.batchnorm_backward(dx, dgamma, dbeta, dy, xhat, inv_std, gamma, mask, scale, x)
+            kernels.batchnorm_backward(dx, dgamma, dbeta, dy, *saved, gamma, mask, scale, True)
         else:
             dropped = dy.copy()
             kernels.dropout_backward(dropped.reshape(-1), mask, scale)
-            kernels.batchnorm_backward(dx, dgamma, dbeta, dropped, xhat, inv_std, gamma, *NO_FUSION)
+            kernels.batchnorm_backward(dx, dgamma, dbeta, dropped, *saved, gamma, *NO_FUSION)
             kernels.relu_backward(dx.reshape(-1), x.reshape(-1))
-        results.append((y, mask, xhat, mean, var, dx, dgamma, dbeta))
+        results.append((y, mask, mean, var, dx, dgamma, dbeta))
     assert 0.6 < results[0][1].mean() < 0.8  # the dropout at work,
     assert (x == 0).mean() > 0.3  # and the relu
     for name, apart, together in zip(
-        "y mask xhat mean var dx dgamma dbeta".split(), *results, strict=True
+        "y mask mean var dx dgamma dbeta".split(), *results, strict=True
     ):
         np.testing.assert_array_equal(together, apart, err_msg=f"fused {name} differs")
 

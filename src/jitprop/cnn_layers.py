@@ -697,11 +697,11 @@ def relu_backward(dx, out):
 
 @njit(cache=True, parallel=True)
 def batchnorm_forward(
-    y, xhat, inv_std, x, gamma, beta, running_mean, running_var, momentum, eps, mask, key, drop
+    y, mean, inv_std, x, gamma, beta, running_mean, running_var, momentum, eps, mask, key, drop
 ):
-    """y, xhat (C, B, H, W) from x; inv_std (C,) saved for the backward pass.  When mask is
-    not empty, the dropout layer after is done in the same pass: y is then dropout_forward's
-    output, with its `mask`, `key` and `drop` = (threshold, scale)."""
+    """y (C, B, H, W) from x; the batch's mean and inv_std (C,) saved for the backward pass.
+    When mask is not empty, the dropout layer after is done in the same pass: y is then
+    dropout_forward's output, with its `mask`, `key` and `drop` = (threshold, scale)."""
     C, B, H, W = x.shape
     M, HW = B * H * W, H * W
     key, threshold, scale = np.uint32(key), np.uint32(drop[0]), y.dtype.type(drop[1])
@@ -712,45 +712,43 @@ def batchnorm_forward(
         for n in range(B):
             for q in range(HW):
                 sums[q] += plane[n, q]
-        mean = _tree_sum(sums) / M
+        mu = _tree_sum(sums) / M
         sums[:] = 0
         for n in range(B):
             for q in range(HW):
-                sums[q] += (plane[n, q] - mean) ** 2
+                sums[q] += (plane[n, q] - mu) ** 2
         var = _tree_sum(sums) / M
         inv = 1.0 / math.sqrt(var + eps)
-        inv_std[c] = inv
-        m, i_s, g, bt = x.dtype.type(mean), x.dtype.type(inv), gamma[c], beta[c]
-        src, xh, dst = x[c].reshape(M), xhat[c].reshape(M), y[c].reshape(M)
+        mean[c], inv_std[c] = mu, inv
+        m, i_s, g, bt = x.dtype.type(mu), x.dtype.type(inv), gamma[c], beta[c]
+        src, dst = x[c].reshape(M), y[c].reshape(M)
         if mask.size:
             kept, first = mask[c * M : (c + 1) * M], np.uint32(c * M)
             for q in range(M):
-                v = (src[q] - m) * i_s
-                xh[q] = v
                 keep = _hash32(_hash32(first + np.uint32(q)) ^ key) >= threshold
                 kept[q] = keep
-                dst[q] = (g * v + bt) * scale if keep else zero
+                dst[q] = (g * ((src[q] - m) * i_s) + bt) * scale if keep else zero
         else:
             for q in range(M):
-                v = (src[q] - m) * i_s
-                xh[q] = v
-                dst[q] = g * v + bt
-        running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean
+                dst[q] = g * ((src[q] - m) * i_s) + bt
+        running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mu
         running_var[c] = (1 - momentum) * running_var[c] + momentum * var * M / max(M - 1, 1)
 
 
 @njit(cache=True, parallel=True)
-def batchnorm_backward(dx, dgamma, dbeta, dy, xhat, inv_std, gamma, mask, scale, relu_out):
-    """dx (C, B, H, W) from dy, with dgamma, dbeta (C,): per channel, dbeta = sum dy,
+def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, inv_std, gamma, mask, scale, relu):
+    """dx (C, B, H, W) from dy, with dgamma, dbeta (C,): per channel, with xhat = (x - mean)
+    inv_std as the forward pass computed it (from its x, mean and inv_std), dbeta = sum dy,
     dgamma = sum dy xhat, dx = gamma inv_std / M (M dy - dbeta - xhat dgamma).  dx may be dy.
-    Two layers' backward passes can be done in the same passes: when mask is not empty, dy is
-    first that of the dropout after (dropout_backward's, with its mask and scale); when relu_out
-    is not empty, dx is then that of the relu before (relu_backward's, relu_out its output)."""
+    Two more layers' backward passes can be done in the same passes: when mask is not empty,
+    dy is first that of the dropout after (dropout_backward's, with its mask and scale); with
+    relu, dx is then that of the relu before (relu_backward's; x is the relu's output)."""
     C, B, H, W = dy.shape
     M, HW = B * H * W, H * W
     zero = dy.dtype.type(0)
     for c in prange(C):
-        d, xh = dy[c].reshape(B, HW), xhat[c].reshape(B, HW)
+        m, i_s = x.dtype.type(mean[c]), x.dtype.type(inv_std[c])
+        d, xs = dy[c].reshape(B, HW), x[c].reshape(B, HW)
         kept = mask[c * M : (c + 1) * M].reshape(B, HW) if mask.size else mask.reshape(1, 0)
         sums, dots = np.zeros(HW), np.zeros(HW)
         for n in range(B):
@@ -758,34 +756,33 @@ def batchnorm_backward(dx, dgamma, dbeta, dy, xhat, inv_std, gamma, mask, scale,
                 for q in range(HW):
                     v = d[n, q] * scale if kept[n, q] else zero
                     sums[q] += v
-                    dots[q] += v * xh[n, q]
+                    dots[q] += v * ((xs[n, q] - m) * i_s)
             else:
                 for q in range(HW):
                     sums[q] += d[n, q]
-                    dots[q] += d[n, q] * xh[n, q]
+                    dots[q] += d[n, q] * ((xs[n, q] - m) * i_s)
         sum_dy, sum_dy_xhat = _tree_sum(sums), _tree_sum(dots)
         dbeta[c], dgamma[c] = sum_dy, sum_dy_xhat
         t = dy.dtype.type
         g, mean_dy, mean_dy_xhat = t(gamma[c] * inv_std[c]), t(sum_dy / M), t(sum_dy_xhat / M)
-        d1, xh1, out = dy[c].reshape(M), xhat[c].reshape(M), dx[c].reshape(M)
+        d1, x1, out = dy[c].reshape(M), x[c].reshape(M), dx[c].reshape(M)
         kept1 = mask[c * M : (c + 1) * M] if mask.size else mask
-        gate = relu_out[c].reshape(M) if relu_out.size else relu_out[:0].reshape(0)
-        if mask.size and relu_out.size:
+        if mask.size and relu:
             for q in range(M):
                 v = d1[q] * scale if kept1[q] else zero
-                v = g * (v - mean_dy - xh1[q] * mean_dy_xhat)
-                out[q] = v if gate[q] > zero else zero
+                v = g * (v - mean_dy - ((x1[q] - m) * i_s) * mean_dy_xhat)
+                out[q] = v if x1[q] > zero else zero
         elif mask.size:
             for q in range(M):
                 v = d1[q] * scale if kept1[q] else zero
-                out[q] = g * (v - mean_dy - xh1[q] * mean_dy_xhat)
-        elif relu_out.size:
+                out[q] = g * (v - mean_dy - ((x1[q] - m) * i_s) * mean_dy_xhat)
+        elif relu:
             for q in range(M):
-                v = g * (d1[q] - mean_dy - xh1[q] * mean_dy_xhat)
-                out[q] = v if gate[q] > zero else zero
+                v = g * (d1[q] - mean_dy - ((x1[q] - m) * i_s) * mean_dy_xhat)
+                out[q] = v if x1[q] > zero else zero
         else:
             for q in range(M):
-                out[q] = g * (d1[q] - mean_dy - xh1[q] * mean_dy_xhat)
+                out[q] = g * (d1[q] - mean_dy - ((x1[q] - m) * i_s) * mean_dy_xhat)
 
 
 @njit(cache=True, parallel=True)

@@ -257,7 +257,9 @@ class Pass:
         # relu and dropout work in place: their output is their input's buffer (each buffer
         # feeds one layer).  Dropout after relu overwrites the relu output that relu's backward
         # pass reads, and that is still right: it zeroes a value only where it also zeroes the
-        # gradient, and scales the others by a positive factor, keeping their sign.
+        # gradient, and scales the others by a positive factor, keeping their sign.  Only the
+        # layers before a buffer's reader write in it, so batch norm's input is still there for
+        # its backward pass, which reads it again (for xhat, and the gate of a relu before).
         self.acts, self.dacts = [Buffer(shapes[0], B, dtype)], [Buffer(shapes[0], B, dtype)]
         for spec, shape in zip(specs, shapes[1:], strict=True):
             in_place = spec.kind in ("relu", "dropout")
@@ -277,8 +279,7 @@ class Pass:
                     out[0], (padded[0], B, *padded[1:]), k, dtype
                 )
             elif spec.kind == "batchnorm":
-                extra["xhat"] = Buffer(shape, B, dtype)
-                extra["inv_std"] = np.empty(shape[0])
+                extra["mean"], extra["inv_std"] = np.empty(shape[0]), np.empty(shape[0])
             elif spec.kind == "maxpool":
                 extra["argmax"] = np.empty(B * math.prod(out), np.uint16)
             elif spec.kind == "dropout":
@@ -290,17 +291,16 @@ class Pass:
         # Layers whose work another layer's kernel does in its own passes over the same data:
         # a dropout after a batch norm (both ways), and the backward pass of a relu before one.
         kinds = [spec.kind for spec in specs]
+        pairs = {index: kinds[index - 1 : index + 1] for index in range(1, len(specs))}
         self.fused_dropouts = {
             index
-            for index in range(1, len(specs))
-            if kinds[index - 1 : index + 1] == ["batchnorm", "dropout"] and specs[index].p > 0
+            for index, pair in pairs.items()
+            if pair == ["batchnorm", "dropout"] and specs[index].p > 0
         }
-        self.fused_relus = {
-            index
-            for index in range(len(specs) - 1)
-            if kinds[index : index + 2] == ["relu", "batchnorm"]
+        self.relus_before_batchnorm = {
+            index - 1 for index, pair in pairs.items() if pair == ["relu", "batchnorm"]
         }
-        self.no_mask, self.no_relu = np.empty(0, np.uint8), np.empty((0, 0, 0, 0), dtype)
+        self.no_mask = np.empty(0, np.uint8)
         # A network that ends in maps, (10, 1, 1) say, gives each sample's logits in (c, y, x)
         # order, as PyTorch's view(B, 10) does; the maps are channel-major, so the logits and
         # their gradient are laid out again as rows.
@@ -333,7 +333,7 @@ class Pass:
                     mask, key, drop = self._dropout_after(index, keys, out)
                     kernels.batchnorm_forward(
                         out,
-                        extra["xhat"].view(B),
+                        extra["mean"],
                         extra["inv_std"],
                         x,
                         param["gamma"],
@@ -403,7 +403,7 @@ class Pass:
                     else:
                         kernels.conv_backward_input(dx, d, param["W"])
             elif spec.kind == "relu":
-                if index not in self.fused_relus:
+                if index not in self.relus_before_batchnorm:
                     kernels.relu_backward(dout.reshape(-1), out.reshape(-1))
             elif spec.kind == "batchnorm":
                 mask, _, (_, scale) = self._dropout_after(index, keys, out)
@@ -412,12 +412,13 @@ class Pass:
                     grad["gamma"],
                     grad["beta"],
                     dout,
-                    extra["xhat"].view(B),
+                    x,
+                    extra["mean"],
                     extra["inv_std"],
                     param["gamma"],
                     mask,
                     scale,
-                    x if index - 1 in self.fused_relus else self.no_relu,
+                    index - 1 in self.relus_before_batchnorm,
                 )
             elif spec.kind == "dropout":
                 if keys is not None and spec.p > 0 and index not in self.fused_dropouts:
