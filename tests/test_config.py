@@ -3,6 +3,7 @@ that names the key, what was found and what was expected."""
 
 import copy
 
+import numpy as np
 import pytest
 import yaml
 
@@ -182,6 +183,20 @@ def test_batch_norm_of_1x1_maps_needs_batches_of_two(schema):
     for sizes in ({"batch_size": 128, "train_size": 129}, {"batch_size": 1}):
         with pytest.raises(ConfigError, match=r"cnn.layers\[2\] \(batchnorm\): normalizes 1x1"):
             validate_config({"cnn": {**section, **sizes}}, schema)
+
+
+def test_training_directly_checks_the_batches_of_the_images_it_is_given():
+    """cnn.train takes its images as given, not train_size's: a last batch of one is found in
+    them, before any training."""
+    from jitprop import cnn
+
+    layers = [{"conv": {"out": 4, "kernel": 3}}, {"maxpool": 26}, "batchnorm", {"linear": 10}]
+    images, labels = np.zeros((130, 784), np.uint8), np.zeros(130, np.int64)
+    test_set, settings = (images[:10], labels[:10]), {"layers": layers, "batch_size": 128}
+    with pytest.raises(ConfigError, match=r"cnn.layers\[2\] \(batchnorm\): .*train_size 129"):
+        cnn.train((images[:129], labels[:129]), test_set, lr=0.1, seed=0, **settings)
+    run = cnn.train((images, labels), test_set, lr=0.1, seed=0, epochs=1, **settings)
+    assert len(run["history"]) == 1
 
 
 def test_integers_are_whole_number_types(schema):

@@ -279,6 +279,13 @@ def train(train_set, test_set, *, lr, seed, on_epoch=None, progress=None, **sett
     batchnorm's running mean and var, as predict takes them), n_params and misclassified (the
     test digits the final network gets wrong: index, label, predicted)."""
     settings = config.run_settings("cnn", settings)
+    # run_settings checks the batches of train_size images; these are the images given.
+    specs, shapes = parse_layers(settings["layers"])
+    size = len(train_set[1])
+    problems = config.batch_of_one_problems(specs, shapes, settings["batch_size"], size)
+    if problems:
+        where, message = problems[0]
+        raise config.ConfigError(f"invalid settings:\n  config key cnn.{where}: {message}")
     trainer, result = training.train(
         _Trainer,
         train_set,

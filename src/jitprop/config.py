@@ -357,19 +357,24 @@ def _layer_problems(section, settings):
         except LayerError as error:
             where, message = str(error).split(": ", 1)
             return [(where.removeprefix(f"{section}."), message)]
-        # Batch norm over a batch of one 1x1 map has one value per channel: no variance, as
-        # PyTorch says too.  A batch of one is batch_size 1, or a last batch of one sample.
-        size, batch = settings["train_size"] or MNIST_TRAIN_SIZE, settings["batch_size"]
-        for index, (spec, shape) in enumerate(zip(specs, shapes, strict=False)):
-            if spec.kind == "batchnorm" and shape[1:] == (1, 1) and 1 in (batch, size % batch):
-                problems.append(
-                    (
-                        f"layers[{index}] (batchnorm)",
-                        f"normalizes 1x1 maps, so a batch of one sample (batch_size {batch}, "
-                        f"train_size {size}) has no variance; expected batches of 2 or more",
-                    )
-                )
+        size = settings["train_size"] or MNIST_TRAIN_SIZE
+        problems += batch_of_one_problems(specs, shapes, settings["batch_size"], size)
     return problems
+
+
+def batch_of_one_problems(specs, shapes, batch, size):
+    """(key, message) for each batch norm of 1x1 maps that a batch of one sample would reach,
+    training on `size` images in batches of `batch`: one value per channel has no variance, as
+    PyTorch says too.  A batch of one is batch_size 1, or a last batch of one sample."""
+    return [
+        (
+            f"layers[{index}] (batchnorm)",
+            f"normalizes 1x1 maps, so a batch of one sample (batch_size {batch}, "
+            f"train_size {size}) has no variance; expected batches of 2 or more",
+        )
+        for index, (spec, shape) in enumerate(zip(specs, shapes, strict=False))
+        if spec.kind == "batchnorm" and shape[1:] == (1, 1) and 1 in (batch, size % batch)
+    ]
 
 
 def _data_problems(section, settings):
