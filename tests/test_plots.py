@@ -73,8 +73,11 @@ def test_the_toy_overlay_draws_a_run_that_ends_in_nan_as_nan(monkeypatch):
     history = pd.DataFrame(rows)
     drawn = capture(monkeypatch)
     plots.toy_sweep_figures(history, "grid.png", "overlay.png")
-    (line,) = drawn["overlay.png"].axes[0].get_lines()
+    ax = drawn["overlay.png"].axes[0]
+    (line,) = ax.get_lines()
     np.testing.assert_array_equal(line.get_ydata(), [0.01, np.nan])
+    # The x axis names the rates run, as the accuracy figures do, not powers of ten.
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["0.5", "4"]
 
 
 def test_rates_that_g_would_round_alike_keep_distinct_labels(monkeypatch):

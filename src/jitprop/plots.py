@@ -473,6 +473,8 @@ def toy_sweep_figures(history, grid_path, overlay_path):
             label=_combination_label(keys, combo),
         )
     ax.set_xscale("log")
+    ax.set_xticks(rates, [lr_text(lr) for lr in rates])  # the rates run, not powers of ten
+    ax.minorticks_off()
     ax.set_yscale("log")
     ax.set_xlabel("learning rate η (log scale)")
     ax.set_ylabel("E_total at the last step (log scale)")
