@@ -70,14 +70,16 @@ def main():
         passes = [passes_at(args.base, folder)]
         passes.append(passes_at(args.new, folder) if args.new else cnn_net.Pass)
         seconds = {name: [] for name in names}
-        for round_ in range(args.rounds + 1):
-            turns = list(zip(names, passes, strict=True))
-            for name, pass_type in turns[:: -1 if round_ % 2 else 1]:  # each goes first in turn
-                cnn.Pass = pass_type
-                spent = cnn_epoch.jitprop_epoch(images, labels, args.threads, args.batches)
-                if round_:
-                    seconds[name].append(spent)
-        cnn.Pass = cnn_net.Pass
+        try:
+            for round_ in range(args.rounds + 1):
+                turns = list(zip(names, passes, strict=True))
+                for name, pass_type in turns[:: -1 if round_ % 2 else 1]:  # each first in turn
+                    cnn.Pass = pass_type
+                    spent = cnn_epoch.jitprop_epoch(images, labels, args.threads, args.batches)
+                    if round_:
+                        seconds[name].append(spent)
+        finally:
+            cnn.Pass = cnn_net.Pass
     base = seconds[names[0]]
     print(f"{args.batches} batches x {args.rounds} rounds, {args.threads} thread(s)")
     for name in names:

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 import pytest
 
-from jitprop import cnn, data, training
+from jitprop import cnn, cnn_net, data, training
 from jitprop import cnn_layers as kernels
 from jitprop.cnn_net import Network, Pass
 
@@ -233,38 +233,69 @@ def test_batchnorm_kernels_match_reference():
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batchnorm_does_the_dropout_after_and_the_relu_before_as_their_kernels_do(dtype):
+@pytest.mark.parametrize("layers", ["relu and dropout", "dropout", "relu"])
+def test_batchnorm_does_the_dropout_after_and_the_relu_before_as_their_kernels_do(dtype, layers):
     # The network's relu -> batchnorm -> dropout: batch norm's kernels do the dropout's passes
     # and the relu's backward pass in theirs, and must give their kernels' bits.
     rng = np.random.default_rng(5)
     x = np.maximum(rng.normal(0.3, 1.0, size=(3, 4, 5, 6)), 0).astype(dtype)  # a relu's output
     gamma, beta = rng.normal(size=3).astype(dtype), rng.normal(size=3).astype(dtype)
     key, threshold, scale = np.uint64(12345), int(0.3 * 2**32), dtype(1 / 0.7)
+    dropout, relu = "dropout" in layers, "relu" in layers
     results, dy = [], rng.normal(size=x.shape).astype(dtype)
     for fused in (False, True):
         y, batch_mean, inv_std = np.empty_like(x), np.empty(3), np.empty(3)
-        mask, mean, var = np.empty(x.size, np.uint8), np.zeros(3), np.ones(3)
-        dropout = (mask, key, (threshold, scale)) if fused else NO_DROPOUT
-        stats = (gamma, beta, mean, var, 0.1, 1e-5)
-        kernels.batchnorm_forward(y, batch_mean, inv_std, x, *stats, *dropout)
-        if not fused:
+        mask, stats = np.ones(x.size, np.uint8), (gamma, beta, np.zeros(3), np.ones(3), 0.1, 1e-5)
+        drop = (mask, key, (threshold, scale)) if fused and dropout else NO_DROPOUT
+        kernels.batchnorm_forward(y, batch_mean, inv_std, x, *stats, *drop)
+        if dropout and not fused:
             kernels.dropout_forward(y.reshape(-1), mask, key, threshold, scale)
         dx, dgamma, dbeta = np.empty_like(x), np.empty(3, dtype), np.empty(3, dtype)
         saved = x, batch_mean, inv_std  # what the backward pass reads of the forward's
         if fused:
-            kernels.batchnorm_backward(dx, dgamma, dbeta, dy, *saved, gamma, mask, scale, True)
+            fusion = (mask if dropout else NO_FUSION[0], scale, relu)
+            kernels.batchnorm_backward(dx, dgamma, dbeta, dy, *saved, gamma, *fusion)
         else:
             dropped = dy.copy()
-            kernels.dropout_backward(dropped.reshape(-1), mask, scale)
+            if dropout:
+                kernels.dropout_backward(dropped.reshape(-1), mask, scale)
             kernels.batchnorm_backward(dx, dgamma, dbeta, dropped, *saved, gamma, *NO_FUSION)
-            kernels.relu_backward(dx.reshape(-1), x.reshape(-1))
-        results.append((y, mask, mean, var, dx, dgamma, dbeta))
-    assert 0.6 < results[0][1].mean() < 0.8  # the dropout at work,
-    assert (x == 0).mean() > 0.3  # and the relu
-    for name, apart, together in zip(
-        "y mask mean var dx dgamma dbeta".split(), *results, strict=True
-    ):
+            if relu:
+                kernels.relu_backward(dx.reshape(-1), x.reshape(-1))
+        results.append((y, mask, dx, dgamma, dbeta))
+    assert not dropout or 0.6 < results[0][1].mean() < 0.8  # the dropout at work,
+    assert (x == 0).mean() > 0.3  # and the relu's gate, where it is used
+    for name, apart, together in zip("y mask dx dgamma dbeta".split(), *results, strict=True):
         np.testing.assert_array_equal(together, apart, err_msg=f"fused {name} differs")
+
+
+def test_the_network_s_fused_passes_give_the_separate_kernels_bits():
+    """cnn_net.Pass hands a dropout after a batch norm, and a relu's backward pass before one,
+    to batch norm's kernels; with those pairs emptied it calls every layer's own kernel.  Both
+    must give the same logits and gradients, bit for bit, with dropout at work."""
+    layers = [{"conv": {"out": 4, "kernel": 3}}, "relu", "batchnorm", {"dropout": 0.3},
+              {"conv": {"out": 5, "kernel": 3}}, "batchnorm", "relu", {"dropout": 0.2},
+              {"maxpool": 2}, "gap", {"linear": 10}]  # fmt: skip
+    network = cnn_net.Network(layers, "float32")
+    theta = network.init(np.random.default_rng(0))
+    params = network.views(theta)
+    images, labels = np.random.default_rng(1).normal(size=(6, 28, 28)), np.arange(6)
+    keys = np.random.default_rng(2).integers(0, 2**32, len(layers), dtype=np.uint64)
+    results = []
+    for fused in (True, False):
+        work = cnn_net.Pass(network, 6)
+        assert work.fused_dropouts == {3}  # the pairs it finds: batchnorm -> dropout,
+        assert work.relus_before_batchnorm == {1}  # relu -> batchnorm
+        if not fused:
+            work.fused_dropouts, work.relus_before_batchnorm = set(), set()
+        work.input(6)[0] = images
+        stats, grad = network.new_stats(), np.zeros_like(theta)
+        logits = work.forward(params, stats, 6, True, keys).copy()
+        work.loss(logits, labels)
+        work.backward(params, network.views(grad), 6, keys)
+        results.append((logits, grad))
+    np.testing.assert_array_equal(results[0][0], results[1][0], err_msg="logits differ")
+    np.testing.assert_array_equal(results[0][1], results[1][1], err_msg="gradients differ")
 
 
 @pytest.mark.kernel
@@ -300,6 +331,11 @@ def test_maxpool_gap_and_layout_kernels_match_reference():
     np.testing.assert_array_equal(
         batch_major(dx), reference.maxpool_backward(dout, where, 2, x.shape)
     )
+    # Windows that leave a column over (kernels called directly; layers refuse them): the
+    # gradient is the same, and zero in that column.
+    wider = np.full((3, 2, 6, 5), np.nan)
+    kernels.maxpool_backward(wider, cnhw(dout), argmax, 2)
+    np.testing.assert_array_equal(wider, np.pad(dx, ((0, 0), (0, 0), (0, 0), (0, 1))))
     out3, where3 = np.empty((3, 2, 2, 1)), np.empty((3, 2, 2, 1), np.uint16)
     kernels.maxpool_forward(out3, where3, cnhw(x[:, :, :6, :3]), 3)
     expected3, ties3 = reference.maxpool_forward(x[:, :, :6, :3], 3)

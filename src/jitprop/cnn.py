@@ -281,11 +281,8 @@ def train(train_set, test_set, *, lr, seed, on_epoch=None, progress=None, **sett
     settings = config.run_settings("cnn", settings)
     # run_settings checks the batches of train_size images; these are the images given.
     specs, shapes = parse_layers(settings["layers"])
-    size = len(train_set[1])
-    problems = config.batch_of_one_problems(specs, shapes, settings["batch_size"], size)
-    if problems:
-        where, message = problems[0]
-        raise config.ConfigError(f"invalid settings:\n  config key cnn.{where}: {message}")
+    size, batch = len(train_set[1]), settings["batch_size"]
+    config.raise_problems("cnn", config.batch_of_one_problems(specs, shapes, batch, size))
     trainer, result = training.train(
         _Trainer,
         train_set,

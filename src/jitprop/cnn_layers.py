@@ -18,7 +18,7 @@ from numba import prange, types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
 
-from jitprop.jit import njit
+from jitprop.jit import calls_parallel, njit
 
 # --------------------------------------------------------------------------- convolution
 # Cross-correlation, as PyTorch's Conv2d: out[co, n, y, x] = b[co] + the sum over ci, ky, kx, in
@@ -326,7 +326,7 @@ def _forward_taps_jit(sums, flat, w, start, Wp):
     return compiled
 
 
-@njit(cache=True)
+@calls_parallel
 def conv_forward(out, xp, W, b):
     """out (Co, B, Ho, Wo) = the cross-correlation of xp (Ci, B, Hp, Wp), already padded, with
     W (Co, Ci, k, k), plus b (Co,) (zeros for no bias); Ho = Hp - k + 1, Wo = Wp - k + 1."""
@@ -623,14 +623,15 @@ def conv_backward_params(dW, db, dout, xp, d, flats):
                 dW[co, ci, ky, kx] = _tree_sum(parts[ky, kx])
 
 
-@njit(cache=True)
+@calls_parallel
 def conv_backward_input(dxp, d, W):
     """dxp (Ci, B, Hp, Wp) = the gradient of the padded input xp: the output gradient, padded
     by k - 1, correlated with W (Co, Ci, k, k) turned by 180 degrees and transposed.  d is the
     output gradient as conv_backward_params left it: tall wide rows of Wp, images of Hp rows,
     which hold the padding's zeros already (an output row's last k - 1 columns, the next's
     first; an image's last k - 1 rows, the next's first), all but the first image's top,
-    which is d's margin.  So every position is an output, and no padded copy is made."""
+    which is d's margin.  So every position is an output, and no padded copy is made.  d
+    must hold this batch's gradient: conv_backward_params' last call, with dxp's batch size."""
     Co, Ci, k = W.shape[0], W.shape[1], W.shape[2]
     Hp, Wp = dxp.shape[2], dxp.shape[3]
     Wt = np.empty((Ci, Co, k, k), W.dtype)
@@ -725,7 +726,7 @@ def batchnorm_forward(
         if mask.size:
             kept, first = mask[c * M : (c + 1) * M], np.uint32(c * M)
             for q in range(M):
-                keep = _hash32(_hash32(first + np.uint32(q)) ^ key) >= threshold
+                keep = _kept(first + np.uint32(q), key, threshold)
                 kept[q] = keep
                 dst[q] = (g * ((src[q] - m) * i_s) + bt) * scale if keep else zero
         else:
@@ -820,6 +821,13 @@ def _hash32(z):
     return np.uint32(z ^ (z >> SHIFT16))
 
 
+@njit(cache=True, inline="always")
+def _kept(index, key, threshold):
+    """Whether dropout keeps the element at flat `index` under `key`: the one test that
+    dropout_forward and batchnorm_forward's fused dropout both make."""
+    return _hash32(_hash32(index) ^ key) >= threshold
+
+
 @njit(cache=True, parallel=True)
 def dropout_forward(x, mask, key, threshold, scale):
     """x *= scale where _hash32(_hash32(flat index) ^ key) >= threshold, else 0, in place, x
@@ -833,7 +841,7 @@ def dropout_forward(x, mask, key, threshold, scale):
         )
         first = np.uint32(part * STRETCH)
         for i in range(v.size):
-            keep = _hash32(_hash32(first + np.uint32(i)) ^ key) >= threshold
+            keep = _kept(first + np.uint32(i), key, threshold)
             kept[i] = keep
             v[i] = v[i] * scale if keep else zero
 
@@ -894,7 +902,8 @@ def maxpool_backward(dx, dout, argmax, k):
     for m in prange(C * B):
         c, n = m // B, m % B
         dst, src, where = dx[c, n], dout[c, n], argmax[c, n]
-        if k == 2:  # the common case: each row written once, in order (1.6x faster)
+        if k == 2 and dst.shape == (2 * Ho, 2 * Wo):  # the common case: each row written
+            # once, in order (1.6x faster); windows that do not tile the map go the general way
             zero = dst.dtype.type(0)
             for i in range(Ho):
                 top, bottom, grad, at = dst[2 * i], dst[2 * i + 1], src[i], where[i]

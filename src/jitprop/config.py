@@ -187,14 +187,18 @@ def run_settings(section, settings):
     filled = copy.deepcopy(dict(settings))
     _fill_defaults(filled, _schema()["properties"][section])  # nested keys too: augment.shift
     problems = _schema_problems({section: filled}, _schema())
-    if not problems and section != "toy":
-        problems = [
-            f"config key {section}.{key}: {message}"
-            for key, message in _layer_problems(section, filled)
-        ]
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+    if section != "toy":
+        raise_problems(section, _layer_problems(section, filled))
     return {key: filled[key] for key in keys}
+
+
+def raise_problems(section, problems):
+    """Raise a ConfigError listing (key, message) problems of a run's settings, if any."""
+    if problems:
+        lines = [f"config key {section}.{key}: {message}" for key, message in problems]
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines))
 
 
 SECTIONS = ("toy", "mlp", "cnn")
