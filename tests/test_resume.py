@@ -98,6 +98,9 @@ def test_killed_mid_epoch_then_same_command_finishes(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        # A test run started in the background of a script inherits SIGINT ignored (POSIX),
+        # and so would the workflow, which would then finish instead of stopping.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not (started := training(tmp_path, family)):

@@ -194,6 +194,10 @@ class _Trainer:
 
     def __init__(self, train_set, test_set, settings, rng):
         network = self.network = Network(settings["layers"], settings["dtype"])
+        # run_settings checked the batches of train_size images; these are the images given.
+        size, batch = len(train_set[1]), settings["batch_size"]
+        problems = config.batch_of_one_problems(network.specs, network.shapes, batch, size)
+        config.raise_problems("cnn", problems)
         theta = network.init(rng)
         self.sgd = training.sgd_state(
             theta, network.segments(), settings["momentum"], settings["weight_decay"]
@@ -279,10 +283,6 @@ def train(train_set, test_set, *, lr, seed, on_epoch=None, progress=None, **sett
     batchnorm's running mean and var, as predict takes them), n_params and misclassified (the
     test digits the final network gets wrong: index, label, predicted)."""
     settings = config.run_settings("cnn", settings)
-    # run_settings checks the batches of train_size images; these are the images given.
-    specs, shapes = parse_layers(settings["layers"])
-    size, batch = len(train_set[1]), settings["batch_size"]
-    config.raise_problems("cnn", config.batch_of_one_problems(specs, shapes, batch, size))
     trainer, result = training.train(
         _Trainer,
         train_set,
