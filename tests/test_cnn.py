@@ -166,6 +166,29 @@ def test_sums_in_registers_refuse_arrays_they_would_misread():
             taps_sums(parts, d, src, 5, 0, 1)
 
 
+@numba.njit
+def copy_span(dst, dst_at, src, src_at, width, span):
+    kernels._copy_span(dst, dst_at, src, src_at, width, span)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_copy_span_copies_then_zeros_and_writes_nothing_else(dtype):
+    """The convolutions' row copies, a vector at a time with the last one masked, against the
+    plain loop: spans shorter than, as long as and longer than a vector, none, and all zeros."""
+    rng = np.random.default_rng(4)
+    src = rng.normal(size=60).astype(dtype)
+    for width, span in [(0, 0), (0, 5), (5, 5), (5, 7), (16, 16), (17, 40), (31, 33), (40, 40)]:
+        expected = np.full(50, np.nan, dtype)
+        kernels._copy_span(expected, 3, src, 11, width, span)  # the plain Python stand-in
+        assert np.isnan(expected[:3]).all()
+        assert np.isnan(expected[3 + span :]).all()
+        dst = np.full(50, np.nan, dtype)
+        copy_span(dst, 3, src, 11, width, span)
+        np.testing.assert_array_equal(dst, expected, err_msg=f"width {width}, span {span}")
+    with pytest.raises(numba.core.errors.TypingError, match="C-contiguous float32 or float64"):
+        copy_span(np.zeros(8, dtype), 0, np.zeros(16, dtype)[::2], 0, 8, 8)
+
+
 @pytest.mark.kernel
 def test_conv_backward_on_a_short_batch_in_a_long_scratch():
     """A scratch sized for batches of 6 holds a batch of 2 without stale values leaking in,
