@@ -14,7 +14,7 @@ import pytest
 
 from jitprop import cnn, cnn_net, data, training
 from jitprop import cnn_layers as kernels
-from jitprop.cnn_net import Network, Pass
+from jitprop.cnn_net import Buffer, Network, Pass
 
 import reference
 from helpers import need_two_threads
@@ -187,6 +187,22 @@ def test_copy_span_copies_then_zeros_and_writes_nothing_else(dtype):
         np.testing.assert_array_equal(dst, expected, err_msg=f"width {width}, span {span}")
     with pytest.raises(numba.core.errors.TypingError, match="C-contiguous float32 or float64"):
         copy_span(np.zeros(8, dtype), 0, np.zeros(16, dtype)[::2], 0, 8, 8)
+
+
+def test_kernel_arrays_start_on_cache_lines():
+    """Activations and dW's scratch rows start at multiples of 64 bytes, so that no vector the
+    kernels load from them crosses two cache lines (NumPy's large arrays start 16 bytes in)."""
+    for dtype in (np.float32, np.float64):
+        d, flats = kernels.backward_params_scratch(5, (3, 4, 9, 11), 3, dtype)
+        for rows in (d, flats):
+            assert not rows.any()
+            assert [row.ctypes.data % 64 for row in rows] == [0] * len(rows)
+        network = Network(EXAMPLE, dtype)
+        work = Pass(network, 130)
+        extra = [v for layer in work.extra for v in layer.values() if isinstance(v, Buffer)]
+        buffers = [*work.acts, *work.dacts, *extra]
+        assert len(extra) == 2  # the padded conv's xp and dxp
+        assert [buffer.data.ctypes.data % 64 for buffer in buffers] == [0] * len(buffers)
 
 
 @pytest.mark.kernel

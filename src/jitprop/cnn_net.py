@@ -238,7 +238,7 @@ class Buffer:
     of b as (C, b, H, W) for feature maps (channel-major, see jitprop.cnn_layers) or (b, F)."""
 
     def __init__(self, shape, B, dtype):
-        self.shape, self.data = shape, np.empty(B * math.prod(shape), dtype)
+        self.shape, self.data = shape, kernels.aligned_zeros((B * math.prod(shape),), dtype)
 
     def view(self, b):
         size = b * math.prod(self.shape)
