@@ -502,10 +502,11 @@ def _block_parts(parts, d, src, first, Wp):
                 p2[q] = p2[q] + c0 * g0[q] + c1 * g1[q] + c2 * g2[q] + c3 * g3[q]
 
 
-# Stretches of ROWS positions _taps_sums takes a call: its inputs (16 stretches of two gradient
-# rows and an input row, 96 KB in float32) stay in the L2 cache while it sweeps them once per
-# vector of parts (4 to 64 were alike).
-TILE = 16
+# Stretches of ROWS positions _taps_sums takes a call: its inputs (32 stretches of two gradient
+# rows and an input row, 192 KB in float32) stay in the L2 cache while it sweeps them once per
+# vector of parts, whose loads and stores fewer, longer calls save (32 and 64 took 0.97-0.985
+# of 16's epoch, benchmarks/cnn_kernels_ab.py; 4 and 8 were slower).
+TILE = 32
 
 
 def _taps_sums(parts, d, src, Wp, s0, s1):
