@@ -189,6 +189,30 @@ def test_copy_span_copies_then_zeros_and_writes_nothing_else(dtype):
         copy_span(np.zeros(8, dtype), 0, np.zeros(16, dtype)[::2], 0, 8, 8)
 
 
+@numba.njit
+def unpool_row(dst, top, grad, where, at, Wo):
+    kernels._unpool_row(dst, top, grad, where, at, Wo)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unpool_row_puts_each_gradient_at_its_argmax_and_writes_nothing_else(dtype):
+    """max pooling's backward pass, a vector of windows at a time, against the plain loop, for
+    rows of fewer windows than a vector has lanes, as many, and more."""
+    rng = np.random.default_rng(5)
+    grad = rng.normal(size=80).astype(dtype)
+    where = rng.integers(0, 4, size=80).astype(np.uint16)
+    for Wo in (1, 6, 8, 16, 17, 33):
+        expected = np.full(200, np.nan, dtype)
+        kernels._unpool_row(expected, 5, grad, where, 7, Wo)  # the plain Python stand-in
+        assert np.isnan(expected[:5]).all()
+        assert np.isnan(expected[5 + 4 * Wo :]).all()
+        rows = expected[5 : 5 + 4 * Wo].reshape(2, Wo, 2)  # (window row, window, column)
+        assert (np.count_nonzero(rows, axis=(0, 2)) == 1).all()
+        dst = np.full(200, np.nan, dtype)
+        unpool_row(dst, 5, grad, where, 7, Wo)
+        np.testing.assert_array_equal(dst, expected, err_msg=f"Wo {Wo}")
+
+
 def test_kernel_arrays_start_on_cache_lines():
     """Activations and dW's scratch rows start at multiples of 64 bytes, so that no vector the
     kernels load from them crosses two cache lines (NumPy's large arrays start 16 bytes in)."""

@@ -209,6 +209,39 @@ def _element_strides(builder, array, ndim, size):
     return [builder.udiv(stride, ir.Constant(stride.type, size)) for stride in strides]
 
 
+def _masked(builder, operation, vector):
+    """LLVM's masked load or store (`operation`) of `vector`s: lanes whose mask is off are not
+    read (a load gives the pass-through's lane) or not written."""
+    pointer = vector.as_pointer()
+    masks = ir.VectorType(ir.IntType(1), vector.count)
+    element = vector.element
+    kind = {ir.FloatType: "f32", ir.DoubleType: "f64"}.get(type(element))
+    name = f"llvm.masked.{operation}.v{vector.count}{kind or f'i{element.width}'}.p0"
+    i32 = ir.IntType(32)
+    if operation == "load":
+        signature = ir.FunctionType(vector, [pointer, i32, masks, vector])
+    else:
+        signature = ir.FunctionType(ir.VoidType(), [vector, pointer, i32, masks])
+    return cgutils.get_or_insert_function(builder.module, signature, name)
+
+
+def _lanes_below(builder, first, limit, lanes):
+    """The mask of lanes i with first + i < limit (i64 values)."""
+    i32, indices = ir.IntType(32), ir.VectorType(ir.IntType(64), lanes)
+    undef, zeros = (
+        ir.Constant(indices, ir.Undefined),
+        ir.Constant(ir.VectorType(i32, lanes), [0] * lanes),
+    )
+
+    def splat(value):
+        return builder.shuffle_vector(
+            builder.insert_element(undef, value, ir.Constant(i32, 0)), undef, zeros
+        )
+
+    at = builder.add(splat(first), ir.Constant(indices, list(range(lanes))))
+    return builder.icmp_unsigned("<", at, splat(limit))
+
+
 def _copy_span(dst, dst_at, src, src_at, width, span):
     """dst[dst_at + i] = src[src_at + i] for i < width, then zeros up to span; 1-D arrays.
     What Numba compiles is _copy_span_in_vectors; this is its stand-in for NUMBA_DISABLE_JIT."""
@@ -233,40 +266,18 @@ def _copy_span_in_vectors(typingctx, dst, dst_at, src, src_at, width, span):
         real = context.get_value_type(signature.args[0].dtype)
         size = context.get_abi_sizeof(real)
         lanes = _vector_bytes(context) // size
-        vector, i64, i32 = ir.VectorType(real, lanes), ir.IntType(64), ir.IntType(32)
-        indices, masks = ir.VectorType(i64, lanes), ir.VectorType(ir.IntType(1), lanes)
-        pointer = _vector_at(builder, src_a, src_at, vector).type
-        name = f"v{lanes}f{8 * size}.p0"
-        load = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(vector, [pointer, i32, masks, vector]),
-            f"llvm.masked.load.{name}",
-        )
-        store = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(ir.VoidType(), [vector, pointer, i32, masks]),
-            f"llvm.masked.store.{name}",
-        )
-        undef = ir.Constant(indices, ir.Undefined)
-        first_lane = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-
-        def splat(value):
-            one = builder.insert_element(undef, value, ir.Constant(i32, 0))
-            return builder.shuffle_vector(one, undef, first_lane)
-
-        lane, widths, spans = ir.Constant(indices, list(range(lanes))), splat(width), splat(span)
-        zeros, align = ir.Constant(vector, [0.0] * lanes), ir.Constant(i32, size)
+        vector, i64 = ir.VectorType(real, lanes), ir.IntType(64)
+        load, store = _masked(builder, "load", vector), _masked(builder, "store", vector)
+        zeros, align = ir.Constant(vector, [0.0] * lanes), ir.Constant(ir.IntType(32), size)
         last = ir.Constant(i64, lanes - 1)
         steps = builder.udiv(builder.add(span, last), ir.Constant(i64, lanes))
         with cgutils.for_range(builder, steps) as loop:
             i = builder.mul(loop.index, ir.Constant(i64, lanes))
-            at = builder.add(lane, splat(i))
             source = _vector_at(builder, src_a, builder.add(src_at, i), vector)
-            values = builder.call(
-                load, [source, align, builder.icmp_unsigned("<", at, widths), zeros]
-            )
+            reads = _lanes_below(builder, i, width, lanes)
+            values = builder.call(load, [source, align, reads, zeros])
             target = _vector_at(builder, dst_a, builder.add(dst_at, i), vector)
-            builder.call(store, [values, target, align, builder.icmp_unsigned("<", at, spans)])
+            builder.call(store, [values, target, align, _lanes_below(builder, i, span, lanes)])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -276,6 +287,95 @@ def _copy_span_in_vectors(typingctx, dst, dst_at, src, src_at, width, span):
 def _copy_span_jit(dst, dst_at, src, src_at, width, span):
     def compiled(dst, dst_at, src, src_at, width, span):
         _copy_span_in_vectors(dst, dst_at, src, src_at, width, span)
+
+    return compiled
+
+
+def _unpool_row(dst, top, grad, where, at, Wo):
+    """dst[top + a W + 2 j + b] = grad[at + j] if where[at + j] == 2 a + b, else 0, for j < Wo
+    and a, b in 0, 1 (W = 2 Wo): a row of 2 x 2 windows' gradients back to their rows of the
+    map, dst and grad flat.  What Numba compiles is _unpool_row_in_vectors; this is its
+    stand-in for NUMBA_DISABLE_JIT."""
+    W = 2 * Wo
+    for j in range(Wo):
+        for a in range(2):
+            for b in range(2):
+                hit = where[at + j] == 2 * a + b
+                dst[top + a * W + 2 * j + b] = grad[at + j] if hit else 0
+
+
+@intrinsic
+def _unpool_row_in_vectors(typingctx, dst, top, grad, where, at, Wo):
+    """_unpool_row in LLVM IR, a vector of windows at a time, the last one masked: each
+    window's four outputs are picked by comparing its argmax, and two rows' of them
+    interleaved, as a map's short rows leave LLVM's loops mostly scalar (see _copy_span)."""
+    _check_arrays("_unpool_row_in_vectors", (dst, grad), (1, 1))
+    if not (isinstance(where, types.Array) and where.dtype == types.uint16 and where.ndim == 1):
+        raise errors.TypingError(f"_unpool_row_in_vectors takes uint16 argmaxes, got {where}")
+    sig = types.void(dst, types.intp, grad, where, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        dst_a, grad_a, where_a = (
+            context.make_array(signature.args[n])(context, builder, args[n]) for n in (0, 2, 3)
+        )
+        top, at, Wo = args[1], args[4], args[5]
+        real = context.get_value_type(signature.args[0].dtype)
+        size = context.get_abi_sizeof(real)
+        lanes = _vector_bytes(context) // size
+        i64, i32, i16 = ir.IntType(64), ir.IntType(32), ir.IntType(16)
+        vector, pair, indices = (
+            ir.VectorType(real, lanes),
+            ir.VectorType(real, 2 * lanes),
+            ir.VectorType(i16, lanes),
+        )
+        load, load_index = _masked(builder, "load", vector), _masked(builder, "load", indices)
+        store = _masked(builder, "store", pair)
+        zeros = ir.Constant(vector, [0.0] * lanes)
+        align, index_align = ir.Constant(i32, size), ir.Constant(i32, 2)
+        interleave = ir.Constant(
+            ir.VectorType(i32, 2 * lanes), [i // 2 + lanes * (i % 2) for i in range(2 * lanes)]
+        )
+        W = builder.mul(Wo, ir.Constant(i64, 2))
+        steps = builder.udiv(builder.add(Wo, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
+        with cgutils.for_range(builder, steps) as loop:
+            j = builder.mul(loop.index, ir.Constant(i64, lanes))
+            reads = _lanes_below(builder, j, Wo, lanes)
+            source = builder.add(at, j)
+            values = builder.call(
+                load, [_vector_at(builder, grad_a, source, vector), align, reads, zeros]
+            )
+            argmax = builder.call(
+                load_index,
+                [
+                    _vector_at(builder, where_a, source, indices),
+                    index_align,
+                    reads,
+                    ir.Constant(indices, [0] * lanes),
+                ],
+            )
+            picked = [
+                builder.select(
+                    builder.icmp_unsigned("==", argmax, ir.Constant(indices, [t] * lanes)),
+                    values,
+                    zeros,
+                )
+                for t in range(4)
+            ]
+            writes = _lanes_below(builder, builder.mul(j, ir.Constant(i64, 2)), W, 2 * lanes)
+            for a in range(2):
+                row = builder.shuffle_vector(picked[2 * a], picked[2 * a + 1], interleave)
+                first = builder.add(builder.add(top, builder.mul(W, ir.Constant(i64, a))), j)
+                target = _vector_at(builder, dst_a, builder.add(first, j), pair)
+                builder.call(store, [row, target, align, writes])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@overload(_unpool_row)
+def _unpool_row_jit(dst, top, grad, where, at, Wo):
+    def compiled(dst, top, grad, where, at, Wo):
+        _unpool_row_in_vectors(dst, top, grad, where, at, Wo)
 
     return compiled
 
@@ -984,14 +1084,11 @@ def maxpool_backward(dx, dout, argmax, k):
         c, n = m // B, m % B
         dst, src, where = dx[c, n], dout[c, n], argmax[c, n]
         if k == 2 and dst.shape == (2 * Ho, 2 * Wo):  # the common case: each row written
-            # once, in order (1.6x faster); windows that do not tile the map go the general way
-            zero = dst.dtype.type(0)
+            # once, in order, in vectors; windows that do not tile the map go the general way
+            image = dst.reshape(4 * Ho * Wo)
+            grads, argmaxes = src.reshape(Ho * Wo), where.reshape(Ho * Wo)
             for i in range(Ho):
-                top, bottom, grad, at = dst[2 * i], dst[2 * i + 1], src[i], where[i]
-                for x in range(dst.shape[1]):
-                    t, v, left = at[x >> 1], grad[x >> 1], np.uint16(x & 1)
-                    top[x] = v if t == left else zero
-                    bottom[x] = v if t == left + 2 else zero
+                _unpool_row(image, 4 * i * Wo, grads, argmaxes, i * Wo, Wo)
             continue
         dst[:] = 0
         for i in range(Ho):
