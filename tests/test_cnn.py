@@ -917,6 +917,20 @@ def test_augmentation_turns_and_shifts_about_the_centre():
     np.testing.assert_allclose(normalized[0], (image - 0.1307) / 0.3081, rtol=1e-12)
 
 
+def test_unmoved_images_skip_the_sampling_with_its_bits():
+    """Images neither turned nor shifted are copied without the bilinear sampling; the values
+    must be the sampling's, bit for bit: a whole-pixel shift is sampled (weights 1, 0, 0, 0)."""
+    x, _ = images(2, 4)
+    index, angles = np.array([0, 1]), np.zeros(2)
+    copied, sampled = np.empty((2, 28, 28)), np.empty((2, 28, 28))
+    cnn._gather(copied, x, index, angles, np.zeros((2, 2)), cnn.MNIST_MEAN, cnn.MNIST_STD)
+    moved = np.array([[1.0, 0.0], [0.0, -1.0]])  # down a row; left a column
+    cnn._gather(sampled, x, index, angles, moved, cnn.MNIST_MEAN, cnn.MNIST_STD)
+    np.testing.assert_array_equal(copied, (x.reshape(2, 28, 28) / 255 - 0.1307) / 0.3081)
+    np.testing.assert_array_equal(sampled[0, 1:], copied[0, :-1])
+    np.testing.assert_array_equal(sampled[1, :, :-1], copied[1, :, 1:])
+
+
 def test_onecycle_is_pytorchs():
     rates = training.learning_rates(0.4, "onecycle", 100, "float64")
     np.testing.assert_allclose(rates, reference.onecycle(0.4, 100), rtol=1e-12)
