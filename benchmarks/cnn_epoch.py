@@ -6,10 +6,10 @@ linear layers' multiply-adds, and the machine's practical peak (NumPy's sgemm).
     python benchmarks/cnn_epoch.py [--data-dir ../shared/data/mnist] [--rounds 3]
                                    [--batches N] [--threads 1 2] [--stages]
 
-Both train on the same normalized images without augmentation (jitprop's batch gather
-resamples every image, turned or not, so rotations cost it nothing; torchvision's are not free,
-and the issue compares layers); the ratio is the median of the rounds'
-ratios, each from back-to-back epochs.  --stages prints where jitprop's time goes, kernel by
+Both train on the same normalized images without augmentation (the issue compares layers;
+jitprop's epoch with its +-7 degree rotations, which sample every image where unmoved ones are
+copied, is the last column); the ratio is the median of the rounds' ratios, each from
+back-to-back epochs.  --stages prints where jitprop's time goes, kernel by
 kernel (the profile).  The bench extra (pip install -e ".[bench]") brings threadpoolctl,
 which the script needs, and PyTorch, without which it times jitprop alone.
 """

@@ -35,7 +35,7 @@ from jitprop.jit import calls_parallel, njit
 # channels to rows of sums in memory (_one_tap).
 # Either way the terms go left to right, so the result is the plain loop's.  It buys 22-27x the
 # plain loop's speed per layer of the default network (8x on the first, one input channel), and
-# conv_backward_params 11-24x (benchmarks/cnn_conv.py, one thread, AVX-512;
+# conv_backward_params 15-28x (benchmarks/cnn_conv.py, one thread, AVX-512;
 # tests/test_benchmarks.py checks its plain loops).
 # Multiply-adds are fused (FMA, the only fastmath flag here): the same bits on every machine
 # with FMA (Intel Core and Xeon since 2013, AMD since 2012, every ARM64), whatever its vector
