@@ -361,11 +361,12 @@ def _unpool_row_in_vectors(typingctx, dst, top, grad, where, at, Wo):
                 )
                 for t in range(4)
             ]
-            writes = _lanes_below(builder, builder.mul(j, ir.Constant(i64, 2)), W, 2 * lanes)
-            for a in range(2):
+            twice = builder.mul(j, ir.Constant(i64, 2))
+            writes = _lanes_below(builder, twice, W, 2 * lanes)
+            for a in range(2):  # the windows' top row, then their bottom row: 2 j + b
                 row = builder.shuffle_vector(picked[2 * a], picked[2 * a + 1], interleave)
-                first = builder.add(builder.add(top, builder.mul(W, ir.Constant(i64, a))), j)
-                target = _vector_at(builder, dst_a, builder.add(first, j), pair)
+                start = builder.add(top, builder.mul(W, ir.Constant(i64, a)))
+                target = _vector_at(builder, dst_a, builder.add(start, twice), pair)
                 builder.call(store, [row, target, align, writes])
         return context.get_dummy_value()
 
