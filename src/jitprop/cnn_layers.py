@@ -9,6 +9,7 @@ spreads independent outputs over the threads and sums each one in a fixed order,
 not depend on the number of threads.
 """
 
+import contextlib
 import math
 
 import llvmlite.binding as llvm
@@ -195,12 +196,9 @@ def _vector_at(builder, array, index, vector):
     return builder.bitcast(builder.gep(array.data, [index]), vector.as_pointer())
 
 
-def _arrays(context, builder, signature, args, n):
-    """The first n arguments of an intrinsic, as arrays (data, shape, strides)."""
-    return [
-        context.make_array(ty)(context, builder, value)
-        for ty, value in zip(signature.args[:n], args[:n], strict=True)
-    ]
+def _arrays(context, builder, signature, args, positions):
+    """The intrinsic's arguments at `positions`, as arrays (data, shape, strides)."""
+    return [context.make_array(signature.args[n])(context, builder, args[n]) for n in positions]
 
 
 def _element_strides(builder, array, ndim, size):
@@ -242,6 +240,16 @@ def _lanes_below(builder, first, limit, lanes):
     return builder.icmp_unsigned("<", at, splat(limit))
 
 
+@contextlib.contextmanager
+def _vector_starts(builder, n, lanes):
+    """A loop over the vectors of `lanes` that cover n (i64) values, the last one partly:
+    yields the index of each one's first value."""
+    i64 = ir.IntType(64)
+    steps = builder.udiv(builder.add(n, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
+    with cgutils.for_range(builder, steps) as loop:
+        yield builder.mul(loop.index, ir.Constant(i64, lanes))
+
+
 def _copy_span(dst, dst_at, src, src_at, width, span):
     """dst[dst_at + i] = src[src_at + i] for i < width, then zeros up to span; 1-D arrays.
     What Numba compiles is _copy_span_in_vectors; this is its stand-in for NUMBA_DISABLE_JIT."""
@@ -259,20 +267,15 @@ def _copy_span_in_vectors(typingctx, dst, dst_at, src, src_at, width, span):
     sig = types.void(dst, types.intp, src, types.intp, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
-        dst_a, src_a = (
-            context.make_array(signature.args[n])(context, builder, args[n]) for n in (0, 2)
-        )
+        dst_a, src_a = _arrays(context, builder, signature, args, (0, 2))
         dst_at, src_at, width, span = args[1], args[3], args[4], args[5]
         real = context.get_value_type(signature.args[0].dtype)
         size = context.get_abi_sizeof(real)
         lanes = _vector_bytes(context) // size
-        vector, i64 = ir.VectorType(real, lanes), ir.IntType(64)
+        vector = ir.VectorType(real, lanes)
         load, store = _masked(builder, "load", vector), _masked(builder, "store", vector)
         zeros, align = ir.Constant(vector, [0.0] * lanes), ir.Constant(ir.IntType(32), size)
-        last = ir.Constant(i64, lanes - 1)
-        steps = builder.udiv(builder.add(span, last), ir.Constant(i64, lanes))
-        with cgutils.for_range(builder, steps) as loop:
-            i = builder.mul(loop.index, ir.Constant(i64, lanes))
+        with _vector_starts(builder, span, lanes) as i:
             source = _vector_at(builder, src_a, builder.add(src_at, i), vector)
             reads = _lanes_below(builder, i, width, lanes)
             values = builder.call(load, [source, align, reads, zeros])
@@ -315,9 +318,7 @@ def _unpool_row_in_vectors(typingctx, dst, top, grad, where, at, Wo):
     sig = types.void(dst, types.intp, grad, where, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
-        dst_a, grad_a, where_a = (
-            context.make_array(signature.args[n])(context, builder, args[n]) for n in (0, 2, 3)
-        )
+        dst_a, grad_a, where_a = _arrays(context, builder, signature, args, (0, 2, 3))
         top, at, Wo = args[1], args[4], args[5]
         real = context.get_value_type(signature.args[0].dtype)
         size = context.get_abi_sizeof(real)
@@ -336,9 +337,7 @@ def _unpool_row_in_vectors(typingctx, dst, top, grad, where, at, Wo):
             ir.VectorType(i32, 2 * lanes), [i // 2 + lanes * (i % 2) for i in range(2 * lanes)]
         )
         W = builder.mul(Wo, ir.Constant(i64, 2))
-        steps = builder.udiv(builder.add(Wo, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
-        with cgutils.for_range(builder, steps) as loop:
-            j = builder.mul(loop.index, ir.Constant(i64, lanes))
+        with _vector_starts(builder, Wo, lanes) as j:
             reads = _lanes_below(builder, j, Wo, lanes)
             source = builder.add(at, j)
             values = builder.call(
@@ -409,7 +408,7 @@ def _forward_taps_in_registers(typingctx, sums, flat, w, start, Wp):
     sig = types.intp(sums, flat, w, start, Wp)
 
     def codegen(context, builder, signature, args):
-        sums_a, flat_a, w_a = _arrays(context, builder, signature, args, 3)
+        sums_a, flat_a, w_a = _arrays(context, builder, signature, args, range(3))
         start, Wp = args[3:]
         real = context.get_value_type(signature.args[0].dtype)
         size = context.get_abi_sizeof(real)
@@ -637,7 +636,7 @@ def _taps_sums_in_registers(typingctx, parts, d, src, Wp, s0, s1):
     sig = types.void(parts, d, src, Wp, s0, s1)
 
     def codegen(context, builder, signature, args):
-        parts_a, d_a, src_a = _arrays(context, builder, signature, args, 3)
+        parts_a, d_a, src_a = _arrays(context, builder, signature, args, range(3))
         Wp, s0, s1 = args[3:]
         real = context.get_value_type(signature.args[0].dtype)
         size = context.get_abi_sizeof(real)
