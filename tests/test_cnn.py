@@ -211,6 +211,10 @@ def test_unpool_row_puts_each_gradient_at_its_argmax_and_writes_nothing_else(dty
         dst = np.full(200, np.nan, dtype)
         unpool_row(dst, 5, grad, where, 7, Wo)
         np.testing.assert_array_equal(dst, expected, err_msg=f"Wo {Wo}")
+    with pytest.raises(numba.core.errors.TypingError, match="takes uint16 argmaxes"):
+        unpool_row(np.zeros(8, dtype), 0, grad, where.astype(np.int32), 0, 2)
+    with pytest.raises(numba.core.errors.TypingError, match="C-contiguous float32 or float64"):
+        unpool_row(np.zeros(16, dtype)[::2], 0, grad, where, 0, 2)
 
 
 def test_kernel_arrays_start_on_cache_lines():
