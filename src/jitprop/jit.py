@@ -22,12 +22,13 @@ SOURCE = source_hash(PACKAGE)
 # module (mlp's training step calls layers' kernels, the toy's inline exp) holds a compiled copy
 # of it, so editing layers.py would leave mlp's cached step running the old code.  So every
 # jitprop kernel's cache entries are stamped with the hash of all of jitprop's source as well
-# (the hash provenance.json records): any change to the package recompiles every kernel once.
+# (the hash provenance.json records): any change to the package, in any of its subpackages,
+# recompiles every kernel once.
 class _WholePackageStamp:
     @classmethod
     def from_function(cls, py_func, py_file):
-        if Path(py_file).resolve().parent != PACKAGE:
-            return None  # not jitprop's: Numba's own locators take it
+        if PACKAGE not in Path(py_file).resolve().parents:
+            return None  # not jitprop's (at any depth): Numba's own locators take it
         return super().from_function(py_func, py_file)
 
     def get_source_stamp(self):

@@ -51,15 +51,27 @@ def git_commit(directory):
 
 
 def source_hash(package=Path(__file__).parent):
-    """SHA-256 of jitprop's own files (its modules and its config schema), by name: the code
-    every job runs.  Every rule that runs jitprop takes it as a parameter, so Snakemake reruns
-    the jobs when the code changes.  Hidden files are not the package's: an editor's lock file
-    (emacs' .#layers.py, a dangling link while a buffer is unsaved) is skipped."""
+    """SHA-256 of jitprop's own files (its modules and its config schema, in the package and
+    every subpackage), by path: the code every job runs.  Every rule that runs jitprop takes it
+    as a parameter, so Snakemake reruns the jobs when the code changes.  Hidden files are not
+    the package's: an editor's lock file (emacs' .#mlp.py, a dangling link while a buffer is
+    unsaved) is skipped, and so is anything in a hidden folder."""
     digest = hashlib.sha256()
-    for path in sorted([*package.glob("*.py"), *package.glob("*.yaml")]):
-        if not path.name.startswith("."):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(source_files(package)):
+        name = path.relative_to(package).as_posix()
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def source_files(package=Path(__file__).parent):
+    """The files source_hash covers: every .py and .yaml file below `package`, at any depth,
+    but hidden ones and those in hidden folders."""
+    return [
+        path
+        for pattern in ("*.py", "*.yaml")
+        for path in package.rglob(pattern)
+        if not any(part.startswith(".") for part in path.relative_to(package).parts)
+    ]
 
 
 def cpu_model():
