@@ -2,7 +2,7 @@
 # live in workflow/rules/, the logic in src/jitprop/.
 from jitprop.config import ConfigError, validate_config
 from jitprop.config import defaults as config_defaults
-from jitprop.tables import RUN_TABLES
+from jitprop.families import FAMILIES
 
 
 configfile: "config.yaml"

@@ -1,64 +1,42 @@
-"""What the "wide row" convolution kernels buy (jitprop.cnn_layers): each convolution of the
+"""What the "wide row" convolution kernels buy (jitprop.kernels.conv): each convolution of the
 default network, forward and weight gradient at batch 128 in float32, against the plain Numba
-loops they replace, run side by side in this process at 1 and 2 threads.
+loops they replace (tests/reference.py's), run side by side in this process at 1 and 2 threads.
 
     python benchmarks/cnn_conv.py [--rounds 3] [--threads 1 2]
 
 The plain forward adds the same terms in the same order, so its outputs are the wide rows'
-bit for bit (checked here, and by tests/test_benchmarks.py); the plain weight gradient adds its
+bit for bit (checked here, and by tests/test_cnn.py); the plain weight gradient adds its
 terms in a running sum, the wide rows' in parts and a tree, so the two agree to rounding.
 """
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from jitprop import cnn_layers as kernels
-from jitprop import cnn_net, config
+from jitprop import cnn, config
+from jitprop.kernels import conv, vectors
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import reference
 
 BATCH = config.defaults("cnn")["batch_size"]
 
 
-@njit(cache=True, parallel=True, fastmath=kernels.FMA)
-def plain_conv_forward(out, xp, W, b):
-    """conv_forward's sums, one output at a time: b, then every tap in (ci, ky, kx) order."""
-    Co, B, Ho, Wo = out.shape
-    Ci, k = xp.shape[0], W.shape[2]
-    for m in prange(Co * B):
-        co, n = m // B, m % B
-        for y in range(Ho):
-            for x in range(Wo):
-                acc = b[co]
-                for ci in range(Ci):
-                    for ky in range(k):
-                        for kx in range(k):
-                            acc += W[co, ci, ky, kx] * xp[ci, n, y + ky, x + kx]
-                out[co, n, y, x] = acc
-
-
-@njit(cache=True, parallel=True, fastmath=kernels.FMA)
-def plain_conv_backward_params(dW, dout, xp):
-    """conv_backward_params' dW as a running sum over (n, y, x) per weight."""
-    Co, B, Ho, Wo = dout.shape
-    Ci, k = xp.shape[0], dW.shape[2]
-    for pair in prange(Co * Ci):
-        co, ci = pair // Ci, pair % Ci
-        for ky in range(k):
-            for kx in range(k):
-                acc = dW.dtype.type(0)
-                for n in range(B):
-                    for y in range(Ho):
-                        for x in range(Wo):
-                            acc += dout[co, n, y, x] * xp[ci, n, y + ky, x + kx]
-                dW[co, ci, ky, kx] = acc
+# tests/reference.py's plain loops, compiled as the kernels are: parallel, multiply-adds fused.
+plain_conv_forward = njit(parallel=True, fastmath=vectors.FMA)(reference.conv_forward_one_at_a_time)
+plain_conv_backward_params = njit(parallel=True, fastmath=vectors.FMA)(
+    reference.conv_backward_params_running_sum
+)
 
 
 def convolutions(layers, B, rng, dtype=np.float32):
     """Per convolution of `layers`: (name, out, xp, W, b, dout), random, for a batch of B."""
-    specs, shapes = cnn_net.parse_layers(layers)
+    specs, shapes = cnn.parse_layers(layers)
     found = []
     for index, (spec, shape, out) in enumerate(zip(specs, shapes, shapes[1:], strict=False)):
         if spec.kind != "conv":
@@ -95,20 +73,20 @@ def compare(name, out, xp, W, b, dout, rounds):
     """Rows (name, pass, plain seconds, wide-row seconds) of one convolution, once the two
     forward passes are found bit-identical and the two dW close."""
     plain_out, dW, plain_dW = np.empty_like(out), np.empty_like(W), np.empty_like(W)
-    scratch = kernels.backward_params_scratch(out.shape[0], xp.shape, W.shape[2], W.dtype)
+    scratch = conv.backward_params_scratch(out.shape[0], xp.shape, W.shape[2], W.dtype)
     no_bias = np.empty(0, W.dtype)
     rows = [
         (
             name,
             "forward",
             best(lambda: plain_conv_forward(plain_out, xp, W, b), rounds),
-            best(lambda: kernels.conv_forward(out, xp, W, b), rounds),
+            best(lambda: conv.conv_forward(out, xp, W, b), rounds),
         ),
         (
             name,
             "dW",
             best(lambda: plain_conv_backward_params(plain_dW, dout, xp), rounds),
-            best(lambda: kernels.conv_backward_params(dW, no_bias, dout, xp, *scratch), rounds),
+            best(lambda: conv.conv_backward_params(dW, no_bias, dout, xp, *scratch), rounds),
         ),
     ]
     assert np.array_equal(out, plain_out), f"{name}: the forward passes' bits differ"

@@ -22,26 +22,10 @@ import time
 import numba
 import numpy as np
 
-from jitprop import cnn, cnn_net, config, data
+from jitprop import cnn, cnn_spec, config, data
 
 LAYERS = config.defaults("cnn")["layers"]
 BATCH = config.defaults("cnn")["batch_size"]
-
-
-def multiply_adds(layers):
-    """Multiply-adds of one image's training step: forward, input gradients (but the first
-    layer's) and weight gradients of every convolution and linear layer."""
-    specs, shapes = cnn_net.parse_layers(layers)
-    total = 0
-    for index, (spec, shape, out) in enumerate(zip(specs, shapes, shapes[1:], strict=False)):
-        if spec.kind == "conv":
-            forward = math.prod(out) * shape[0] * spec.kernel**2
-        elif spec.kind == "linear":
-            forward = math.prod(shape) * spec.n
-        else:
-            continue
-        total += forward * (2 if index == 0 else 3)
-    return total
 
 
 def jitprop_epoch(images, labels, threads, batches, augment=False):
@@ -64,7 +48,7 @@ def torch_model(layers):
     import torch
 
     modules = []
-    specs, shapes = cnn_net.parse_layers(layers)
+    specs, shapes = cnn.parse_layers(layers)
     for spec, shape in zip(specs, shapes, strict=False):
         if spec.kind == "conv":
             modules.append(
@@ -128,11 +112,11 @@ def sgemm_gflops(threads, size=1024, repeats=20):
 
 def stages(images, labels, threads, batches):
     """Where jitprop's time goes: seconds per batch in each kernel, timed by wrapping them."""
-    from jitprop import cnn_layers, layers
+    from jitprop.kernels import conv, dense, maps
 
     spent = collections.defaultdict(float)
     originals = []
-    for module in (cnn_layers, layers):
+    for module in (conv, maps, dense):
         for name in dir(module):
             kernel = getattr(module, name)
             if hasattr(kernel, "py_func") and not name.startswith("_"):
@@ -179,7 +163,7 @@ def main():
         print("PyTorch is not installed (pip install -e '.[bench]'): timing jitprop only.")
     jitprop_epoch(images, labels, 1, 2)  # compile, or load the cache, first
     rows = cnn.summary(LAYERS)
-    macs = multiply_adds(LAYERS) * len(labels)
+    macs = cnn_spec.multiply_adds(*cnn.parse_layers(LAYERS)) * len(labels)
     print(
         f"the default CNN: {len(rows) - 1} layers, {rows[-1]['params']} parameters, batch "
         f"{BATCH}, float32; {len(labels)} images: {2 * macs / 1e9:.0f} GFLOP of convolution "

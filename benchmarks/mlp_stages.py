@@ -13,7 +13,8 @@ import numba
 import numpy as np
 from numba import njit
 
-from jitprop import data, layers, mlp, training
+from jitprop import data, mlp
+from jitprop.kernels import dense, optim
 
 STAGES = [
     "gather the batch",
@@ -41,23 +42,23 @@ def epoch_until(stage, samples, order, buffers, net, sgd):
     for first in range(0, order.size - B + 1, B):
         batch = mlp._gather_batch(buffers, samples, order[first : first + B])
         if stage > 1:
-            layers.csr_forward(h, batch.csr, W1, b1)
-            layers.relu_forward(h)
+            dense.csr_forward(h, batch.csr, W1, b1)
+            dense.relu_forward(h)
         if stage > 2:
-            layers.dense_forward(logits, h, W2, b2)
+            dense.dense_forward(logits, h, W2, b2)
         if stage > 3:
-            layers.cross_entropy_forward_backward(dlogits, logits, batch.y)
+            dense.cross_entropy_forward_backward(dlogits, logits, batch.y)
         if stage > 4:
-            layers.dense_backward_params(dW2, db2, dlogits, h)
+            dense.dense_backward_params(dW2, db2, dlogits, h)
         if stage > 5:
-            layers.dense_backward_input(dh, dlogits, W2)
-            layers.relu_backward(dh, h)
+            dense.dense_backward_input(dh, dlogits, W2)
+            dense.relu_backward(dh, h)
         if stage > 6:
-            layers.csr_to_csc(batch.csc, batch.csr, B)
+            dense.csr_to_csc(batch.csc, batch.csr, B)
         if stage > 7:
-            layers.csc_backward_params(dW1, db1, dh, batch.csc)
+            dense.csc_backward_params(dW1, db1, dh, batch.csc)
         if stage > 8:
-            training.sgd_momentum_update(sgd, np.float32(0.01))
+            optim.sgd_momentum_update(sgd, np.float32(0.01))
 
 
 def main():
@@ -75,8 +76,8 @@ def main():
         network.samples(images, labels),
         np.random.default_rng(0).permutation(len(images)),
         network.batch_buffers(args.batch),
-        network.net(args.batch, layers.RELU, layers.CROSS_ENTROPY),
-        training.sgd_state(theta, network.segments(), 0.9, 0.0),
+        network.net(args.batch, dense.RELU, dense.CROSS_ENTROPY),
+        optim.sgd_state(theta, network.segments(), 0.9, 0.0),
     )
     cuts = range(1, len(STAGES) + 1)
     for cut in cuts:

@@ -3,7 +3,7 @@ the plain one-term-at-a-time loop of tests/reference.py, compiled by Numba the s
 side by side on the same MNIST batches (784-128-10, batch 64, float32).  Both give the same
 bits (tests/test_mlp.py); on one thread the ratio is the trick's gain.  The plain loops are
 serial, so with --threads 2 it is the trick's and the second thread's together.  The numbers
-quoted beside the tricks in src/jitprop/layers.py and mlp.py come from this script.
+quoted beside the tricks in src/jitprop/kernels/dense.py and mlp.py come from this script.
 
     python benchmarks/mlp_tricks.py [--data-dir ../shared/data/mnist] [--threads 1]
 """
@@ -17,7 +17,8 @@ import numba
 import numpy as np
 from numba import njit
 
-from jitprop import data, layers, mlp
+from jitprop import data, mlp
+from jitprop.kernels import dense
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import reference
@@ -61,7 +62,7 @@ def main():
     samples = network.samples(images, labels)
     buffers = network.batch_buffers(B)
     batches = [np.arange(first, first + B) for first in range(0, len(labels), B)]
-    dense = [np.ascontiguousarray(images[index] / np.float32(255)) for index in batches]
+    pixels = [np.ascontiguousarray(images[index] / np.float32(255)) for index in batches]
     hidden = rng.normal(size=(B, H)).astype(np.float32).clip(0)  # relu outputs: zeros too
     dh, dlogits = (rng.normal(size=(B, n)).astype(np.float32) for n in (H, K))
     h, logits, dW1, dx = (
@@ -78,26 +79,26 @@ def main():
         return lambda: [kernel(i) for i in range(len(batches))]
 
     def csc_backward(i):
-        layers.csr_to_csc(buffers.csc, csr[i].csr, B)
-        layers.csc_backward_params(dW1, db1, dh, buffers.csc)
+        dense.csr_to_csc(buffers.csc, csr[i].csr, B)
+        dense.csc_backward_params(dW1, db1, dh, buffers.csc)
 
     cases = [
         ("gather a batch: CSR vs dense x / 255", each_batch(
             lambda i: mlp._gather_batch(buffers, samples, batches[i])),
-         each_batch(lambda i: gather_dense(dense[i], images, batches[i]))),
+         each_batch(lambda i: gather_dense(pixels[i], images, batches[i]))),
         ("input layer forward: CSR, 4 rows a pass", each_batch(
-            lambda i: layers.csr_forward(h, csr[i].csr, W1, b1)),
-         each_batch(lambda i: plain(h, dense[i], W1, b1))),
+            lambda i: dense.csr_forward(h, csr[i].csr, W1, b1)),
+         each_batch(lambda i: plain(h, pixels[i], W1, b1))),
         ("input layer dW: CSC, 4 rows a pass", each_batch(csc_backward),
-         each_batch(lambda i: plain(dW1, np.ascontiguousarray(dense[i].T), dh, zeros_h))),
+         each_batch(lambda i: plain(dW1, np.ascontiguousarray(pixels[i].T), dh, zeros_h))),
         ("output layer forward: on x^T, select", each_batch(
-            lambda i: layers.dense_forward(logits, hidden, W2, b2)),
+            lambda i: dense.dense_forward(logits, hidden, W2, b2)),
          each_batch(lambda i: plain(logits, hidden, W2, b2))),
         ("output layer dW: dW^T, select", each_batch(
-            lambda i: layers.dense_backward_params(dW2, db2, dlogits, hidden)),
+            lambda i: dense.dense_backward_params(dW2, db2, dlogits, hidden)),
          each_batch(lambda i: plain(dW2, hiddenT, dlogits, zeros_k))),
         ("output layer dx: plain loop (control)", each_batch(
-            lambda i: layers.dense_backward_input(dx, dlogits, W2)),
+            lambda i: dense.dense_backward_input(dx, dlogits, W2)),
          each_batch(lambda i: plain(dx, dlogits, W2T, zeros_h))),
     ]  # fmt: skip
     for _, trick, baseline in cases:  # compile, or load the cache, first

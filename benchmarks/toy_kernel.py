@@ -10,10 +10,16 @@ The pure-Python baseline does less than the kernels: a step's forward pass, back
 update, but no error and no cells kept, so the speed-ups are if anything understated.  The
 grid's baseline is that per-step time times the grid's net-steps, not a second run.
 
-    python benchmarks/toy_kernel.py
+    python benchmarks/toy_kernel.py [--check]
+
+--check only checks, without timing, that every net of a small grid (16 nets, in one block of
+SIMD lanes and in blocks of 5 with a remainder) trains to the bits of a single run:
+tests/test_benchmarks.py runs it so.
 """
 
+import argparse
 import math
+import sys
 import time
 
 import numpy as np
@@ -53,7 +59,7 @@ def toy_train_grid_kernel(E_total, w0, i, t, lr, block=64):
     s + 1, so the loop over nets vectorizes, a SIMD lane a net, each lane doing the same IEEE
     operations in the same order as toy._toy_train_kernel: the same bits.  (The pipeline
     writes every cell of every step, which this does not: it is a benchmark of what the toy
-    kernels can do, tested by tests/test_benchmarks.py.)"""
+    kernels can do, checked by --check.)"""
     G, S = E_total.shape
     w, E = np.empty((8, block)), np.empty((S, block))
     for first in range(0, G, block):
@@ -81,7 +87,33 @@ def best(function, repeats=3):
     return min(times)
 
 
+def check():
+    """Whether every net of a small grid, in blocks of 64 and of 5, gives a single run's bits;
+    prints each net that does not."""
+    i, t = np.array([0.05, 0.1]), np.array([0.5, 0.5])
+    rates = np.array([0.1, 0.5, 2.0, 1e4])
+    starts = np.array([SHEET_W, *[toy.random_weights(s, (-1, 1)) for s in (1, 2, 3)]])
+    G, S = len(rates) * len(starts), 30
+    w0 = np.repeat(starts[None], len(rates), axis=0).reshape(G, 8)
+    lr = np.repeat(rates, len(starts))
+    mismatches = 0
+    for block in (64, 5):
+        E = np.empty((G, S))
+        toy_train_grid_kernel(E, w0, np.tile(i, (G, 1)), np.tile(t, (G, 1)), lr, block)
+        for g in range(G):
+            single = toy.train(w0[g], i, t, lr[g], S)["E_total"].to_numpy()
+            if not np.array_equal(E[g], single):
+                mismatches += 1
+                print(f"block {block}: E_total of grid net {g} differs from its single run")
+    print(f"{2 * G} grid nets checked against single runs: {mismatches} differ")
+    return mismatches == 0
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="check the grid's bits, no timing")
+    if parser.parse_args().check:
+        sys.exit(0 if check() else 1)
     i, t = np.array([0.05, 0.1]), np.array([0.5, 0.5])
     w0 = np.array(SHEET_W)
     python_steps, kernel_steps = 20_000, 1_000_000

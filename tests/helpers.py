@@ -1,5 +1,6 @@
-"""Helpers the workflow tests share: running Snakemake on a work directory, writing a test
-config there, hashing what a run wrote, and reading the workbook's step tables."""
+"""Helpers the tests share: running Snakemake on a work directory, writing a test config there,
+hashing what a run wrote, reading the workbook's step tables, the CNN kernels' layout, and the
+check that two threads are there to compare with one."""
 
 import hashlib
 import json
@@ -37,6 +38,19 @@ REPRODUCIBLE = [
     "results/figures/cnn_accuracy_curves.png",
     "results/figures/cnn_accuracy_vs_lr.png",
     "results/figures/cnn_misclassified.png",
+]
+
+
+EXAMPLE = [  # the CNN issue's example network, every kind of layer and a padded conv
+    {"conv": {"out": 8, "kernel": 3}},
+    "relu",
+    "batchnorm",
+    {"dropout": 0.05},
+    {"maxpool": 2},
+    {"conv": {"out": 16, "kernel": 3, "padding": 1, "bias": True}},
+    "relu",
+    "gap",
+    {"linear": 10},
 ]
 
 
@@ -152,6 +166,14 @@ def table_mismatches(xlsx, history):
                 if not _close(cell.value, expected[column]):
                     mismatches.append((f"{name}!{cell.coordinate}", cell.value, expected[column]))
     return mismatches
+
+
+def cnhw(x):
+    """A batch-major (N, C, H, W) array as the CNN kernels' channel-major (C, N, H, W); and back,
+    since swapping the first two axes undoes itself."""
+    import numpy as np
+
+    return np.ascontiguousarray(x.transpose(1, 0, 2, 3))
 
 
 def need_two_threads():

@@ -1,9 +1,12 @@
 """Slow, obvious reference code the kernels are tested against: plain Python floats for the toy
-net (written from the issue's equations, not from the kernels), plain NumPy for the MLP."""
+net (written from the issue's equations, not from the kernels), plain NumPy for the MLP and the
+CNN, and the plain loops whose order of operations the fast kernels keep (which the benchmarks
+also compile, as the baselines of the kernels' speed)."""
 
 import math
 
 import numpy as np
+from numba import prange  # range, outside Numba
 
 
 def sigmoid(x):
@@ -123,9 +126,9 @@ def sgd_momentum(params, velocity, grads, lr, momentum, weight_decay):
 
 def linear_one_term_at_a_time(out, x, W, b):
     """out (B, H) = b + x[n, 0] W[0] + x[n, 1] W[1] + ..., each product rounded, zero x
-    skipped: the order every layer kernel of jitprop.layers keeps, so they must give these bits
-    exactly, however they block and vectorize.  Plain loops, which benchmarks/mlp_tricks.py
-    also compiles as the baseline of the kernels' speed tricks."""
+    skipped: the order every layer kernel of jitprop.kernels.dense keeps, so they must give
+    these bits exactly, however they block and vectorize.  Plain loops, which
+    benchmarks/mlp_tricks.py also compiles as the baseline of the kernels' speed tricks."""
     for n in range(x.shape[0]):
         for j in range(W.shape[1]):
             out[n, j] = b[j]
@@ -134,6 +137,46 @@ def linear_one_term_at_a_time(out, x, W, b):
             if a != 0:
                 for j in range(W.shape[1]):
                     out[n, j] += a * W[k, j]
+
+
+# --------------------------------------------------------------------------- CNN: plain loops
+
+
+def conv_forward_one_at_a_time(out, xp, W, b):
+    """out (Co, B, Ho, Wo) = the cross-correlation of xp (Ci, B, Hp, Wp) with W (Co, Ci, k, k),
+    one output at a time: b, then every tap's product in (ci, ky, kx) order.  The order
+    jitprop.kernels.conv's wide rows keep, so compiled with the same fused multiply-adds they
+    must give its bits exactly (tests/test_cnn.py); benchmarks/cnn_conv.py compiles it as the
+    baseline of the wide rows' speed."""
+    Co, B, Ho, Wo = out.shape
+    Ci, k = xp.shape[0], W.shape[2]
+    for m in prange(Co * B):
+        co, n = m // B, m % B
+        for y in range(Ho):
+            for x in range(Wo):
+                acc = b[co]
+                for ci in range(Ci):
+                    for ky in range(k):
+                        for kx in range(k):
+                            acc += W[co, ci, ky, kx] * xp[ci, n, y + ky, x + kx]
+                out[co, n, y, x] = acc
+
+
+def conv_backward_params_running_sum(dW, dout, xp):
+    """dW (Co, Ci, k, k) of the convolution above as one running sum over (n, y, x) per weight:
+    the plain loop whose result conv_backward_params' parts and trees give to rounding."""
+    Co, B, Ho, Wo = dout.shape
+    Ci, k = xp.shape[0], dW.shape[2]
+    for pair in prange(Co * Ci):
+        co, ci = pair // Ci, pair % Ci
+        for ky in range(k):
+            for kx in range(k):
+                acc = dW.dtype.type(0)
+                for n in range(B):
+                    for y in range(Ho):
+                        for x in range(Wo):
+                            acc += dout[co, n, y, x] * xp[ci, n, y + ky, x + kx]
+                dW[co, ci, ky, kx] = acc
 
 
 # --------------------------------------------------------------------------- CNN in NumPy

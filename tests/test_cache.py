@@ -47,25 +47,39 @@ def test_numba_cache_dir_is_honoured(tmp_path):
     assert not any("saved" in line for line in second), f"compiled again: {second}"
 
 
-def test_an_edit_to_a_helper_in_another_module_reaches_its_cached_callers(root, tmp_path):
-    """The toy's training kernel inlines exp, from exp.py; Numba checks a cached kernel against
-    its own file only.  In a copy of the package (first on PYTHONPATH), exp is changed after a
-    toy job filled the cache: the next job on that cache computes what one on a cold cache
-    does, not what it did before."""
+def test_an_edit_to_a_helper_in_a_subpackage_reaches_its_cached_callers(root, tmp_path):
+    """The toy's training kernel inlines exp, from kernels/elementary.py, a module of a
+    subpackage; Numba checks a cached kernel against its own file only.  In a copy of the
+    package (first on PYTHONPATH), exp is changed after a toy job filled the cache: the source
+    hash changes, and the next job on that cache computes what one on a cold cache does, not
+    what it did before."""
     package = package_copy(root, tmp_path / "copy")
 
     def history(cache, out):
         toy_job(cache, out, PYTHONPATH=str(package.parent))
         return (out / "history.csv").read_text()
 
-    before = history(tmp_path / "cache", tmp_path / "a")
-    source = (package / "exp.py").read_text()
+    before, hashed = history(tmp_path / "cache", tmp_path / "a"), provenance.source_hash(package)
+    module = package / "kernels" / "elementary.py"
+    source = module.read_text()
     result = "return (1.0 + (p + q * (r4 * r4))) * pow2(half)"
     assert source.count(result) == 1
-    (package / "exp.py").write_text(source.replace(result, result.replace("1.0 +", "2.0 +")))
+    module.write_text(source.replace(result, result.replace("1.0 +", "2.0 +")))
+    assert provenance.source_hash(package) != hashed
     after = history(tmp_path / "cache", tmp_path / "b")
     assert after == history(tmp_path / "cold", tmp_path / "c")
     assert after != before
+
+
+def test_the_source_hash_covers_every_module_at_any_depth(root, tmp_path):
+    package = package_copy(root, tmp_path)
+    names = {path.relative_to(package).as_posix() for path in provenance.source_files(package)}
+    assert {"config.schema.yaml", "mlp.py", "kernels/conv.py", "kernels/__init__.py"} <= names
+    before = provenance.source_hash(package)
+    deeper = package / "kernels" / "more"
+    deeper.mkdir()
+    (deeper / "new.py").write_text("# a module two levels down\n")
+    assert provenance.source_hash(package) != before
 
 
 def test_the_source_hash_skips_an_editors_lock_file(root, tmp_path):
@@ -73,7 +87,8 @@ def test_the_source_hash_skips_an_editors_lock_file(root, tmp_path):
     every kernel import hashes the package, and must neither fail nor change on it."""
     package = package_copy(root, tmp_path)
     before = provenance.source_hash(package)
-    (package / ".#layers.py").symlink_to("user@host.1234:1700000000")
+    (package / ".#mlp.py").symlink_to("user@host.1234:1700000000")
+    (package / "kernels" / ".#dense.py").symlink_to("user@host.1234:1700000000")
     assert provenance.source_hash(package) == before
 
 
@@ -95,10 +110,10 @@ def test_every_cached_kernel_is_stamped_with_the_whole_package(root):
     """The stamp is installed when jitprop.jit is imported, so a module that decorated kernels
     before importing it would leave them unstamped: each kernel module is imported alone, in a
     fresh process, first of all jitprop."""
-    stamped = {}
-    for path in sorted((root / "src/jitprop").glob("*.py")):
-        if "njit" in path.read_text():
-            module = f"jitprop.{path.stem}"
+    stamped, package = {}, root / "src/jitprop"
+    for path in sorted(provenance.source_files(package)):
+        if path.suffix == ".py" and "njit" in path.read_text():
+            module = ".".join(["jitprop", *path.relative_to(package).with_suffix("").parts])
             result = subprocess.run(
                 [sys.executable, "-c", STAMPS, module], capture_output=True, text=True
             )
@@ -106,8 +121,8 @@ def test_every_cached_kernel_is_stamped_with_the_whole_package(root):
             stamped.update(line.split() for line in result.stdout.splitlines())
     unstamped = [kernel for kernel, ok in stamped.items() if ok != "True"]
     assert not unstamped, f"cached without the package's stamp: {unstamped}"
-    assert {"jitprop.layers.dense_forward", "jitprop.mlp._train_batches"} <= set(stamped)
-    assert "jitprop.toy._toy_train_kernel" in stamped
+    assert {"jitprop.kernels.dense.dense_forward", "jitprop.mlp._train_batches"} <= set(stamped)
+    assert {"jitprop.toy._toy_train_kernel", "jitprop.kernels.conv.conv_forward"} <= set(stamped)
 
 
 @pytest.mark.workflow

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from jitprop import config
+from jitprop import config, families
 from jitprop.config import ConfigError, load_schema, validate_config
 
 
@@ -32,7 +32,7 @@ def test_defaults_fill_an_empty_config(schema, default_config):
 
 
 def test_every_key_has_a_description_and_a_default(schema):
-    for section in config.SECTIONS:
+    for section in families.NAMES:
         for key, sub in schema["properties"][section]["properties"].items():
             assert sub.get("description"), f"{section}.{key} has no description"
             assert "default" in sub, f"{section}.{key} has no default"

@@ -6,7 +6,8 @@ import numba
 import numpy as np
 import pytest
 
-from jitprop import cnn, layers, mlp, training
+from jitprop import cnn, mlp, training
+from jitprop.kernels import dense
 
 import reference
 from helpers import need_two_threads
@@ -100,22 +101,22 @@ def test_layer_kernels_give_the_bits_of_one_term_at_a_time(dtype, B, D, H):
     expected_dW = one_term_at_a_time(x.T, dout, np.zeros(H, dtype))  # dW = x^T dout
     expected_dx = one_term_at_a_time(dout, W.T, np.zeros(D, dtype))  # no zeros in dout
     out, dW, db, dx = (np.empty_like(a) for a in (expected_out, W, b, x))
-    layers.dense_forward(out, x, W, b)
+    dense.dense_forward(out, x, W, b)
     np.testing.assert_array_equal(out, expected_out, err_msg="dense_forward")
-    layers.dense_backward_params(dW, db, dout, x)
+    dense.dense_backward_params(dW, db, dout, x)
     np.testing.assert_array_equal(dW, expected_dW, err_msg="dense_backward_params dW")
     np.testing.assert_array_equal(db, np.cumsum(dout, axis=0)[-1], err_msg="db")
-    layers.dense_backward_input(dx, dout, W)
+    dense.dense_backward_input(dx, dout, W)
     np.testing.assert_array_equal(dx, expected_dx, err_msg="dense_backward_input")
     # The input layer's kernels, on the batch's CSR and CSC, into outputs that must be overwritten.
     out[:], dW[:], db[:] = np.nan, np.nan, np.nan
     network = mlp._Network([D, H], dtype)
     samples = network.samples(x, np.zeros(B), scale=1)
     batch = mlp._gather_batch(network.batch_buffers(B), samples, np.arange(B))
-    layers.csr_forward(out, batch.csr, W, b)
+    dense.csr_forward(out, batch.csr, W, b)
     np.testing.assert_array_equal(out, expected_out, err_msg="csr_forward")
-    layers.csr_to_csc(batch.csc, batch.csr, B)
-    layers.csc_backward_params(dW, db, dout, batch.csc)
+    dense.csr_to_csc(batch.csc, batch.csr, B)
+    dense.csc_backward_params(dW, db, dout, batch.csc)
     np.testing.assert_array_equal(dW, expected_dW, err_msg="csc_backward_params dW")
     np.testing.assert_array_equal(db, np.cumsum(dout, axis=0)[-1], err_msg="csc_backward_params db")
 

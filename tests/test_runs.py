@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from jitprop import cli, config, data, runs, tables, toy
+from jitprop import cli, config, data, families, runs, sweep, tables, toy
 
 
 def filled(**sections):
@@ -175,23 +175,23 @@ def test_a_sweep_is_the_product_of_its_keys_with_a_directory_level_and_a_column_
 
 def test_swept_values_get_safe_distinct_labels():
     layers = config.defaults("cnn")["layers"]
-    assert runs.value_labels([0.05, 1e-4, True, None, "float32"]) == [
+    assert sweep.value_labels([0.05, 1e-4, True, None, "float32"]) == [
         "0.05",
         "0.0001",
         "true",
         "none",
         "float32",
     ]
-    label = runs.value_labels([layers])[0]
+    label = sweep.value_labels([layers])[0]
     assert label.startswith("conv8k3-relu-bn-drop0.05-conv16k3")
-    assert {"rotation7.0_shift1.0"} == set(runs.value_labels([{"rotation": 7.0, "shift": 1.0}]))
+    assert {"rotation7.0_shift1.0"} == set(sweep.value_labels([{"rotation": 7.0, "shift": 1.0}]))
     # Unsafe characters go, and values they would make alike stay apart.
-    a, b = runs.value_labels(["a/b", "a b"])
+    a, b = sweep.value_labels(["a/b", "a b"])
     assert "/" not in a + b
     assert " " not in a + b
     assert a != b
-    long = runs.value_labels([list(range(200))])[0]
-    assert len(long) <= runs.LABEL_LENGTH
+    long = sweep.value_labels([list(range(200))])[0]
+    assert len(long) <= sweep.LABEL_LENGTH
 
 
 SUBCOMMANDS = ["toy", "toy-aggregate", "toy-plot", "toy-sheet", "mlp", "mlp-aggregate"]
@@ -393,7 +393,7 @@ def test_aggregation_refuses_runs_of_other_columns_and_writes_nothing(tmp_path):
     assert not out.exists()
     tables.aggregate([a, fake_run(tmp_path / "d", 0.1, 1)], out, "cnn")
     assert sorted(p.name for p in out.iterdir()) == [
-        *sorted(f"{name}.csv" for name in [*tables.RUN_TABLES["cnn"], "summary_by_lr"])
+        *sorted(f"{name}.csv" for name in [*families.FAMILIES["cnn"].tables, "summary_by_lr"])
     ]
 
 

@@ -40,8 +40,8 @@ history = toy.train(t["weights"], t["inputs"], t["targets"], 0.5, 100)
 digest.update(history.to_numpy(float).tobytes())
 print(digest.hexdigest())
 # The widest vectors of the convolution's inner loop, as compiled here (a fresh cache).
-from jitprop import cnn_layers
-assembly = "".join(cnn_layers._nine_taps.inspect_asm().values())
+from jitprop.kernels import conv_loops
+assembly = "".join(conv_loops._nine_taps.inspect_asm().values())
 print(next(width for width in ("zmm", "ymm", "xmm") if width in assembly))
 """
 

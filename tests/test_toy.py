@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from jitprop import toy
-from jitprop.exp import exp
+from jitprop.kernels.elementary import exp
 
 import reference
 

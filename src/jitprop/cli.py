@@ -2,10 +2,13 @@
 Snakemake rules call these; they are as usable by hand."""
 
 import argparse
+import functools
 import json
 import os
 import re
 import sys
+
+from jitprop.families import FAMILIES, ON_DATA
 
 
 def _node_local_cache():
@@ -187,14 +190,6 @@ def _train(args, family):
         )
 
 
-def cmd_mlp(args):
-    _train(args, "mlp")
-
-
-def cmd_cnn(args):
-    _train(args, "cnn")
-
-
 def _print_summary(layers):
     """The network, as torchsummary prints it: each layer's output shape and parameters."""
     from jitprop import cnn
@@ -207,32 +202,22 @@ def _print_summary(layers):
     print("\n".join(lines), file=sys.stderr)
 
 
-def cmd_mlp_aggregate(args):
+def _aggregate(args, family):
     from jitprop import tables
 
-    tables.aggregate(args.runs, args.out, "mlp")
+    tables.aggregate(args.runs, args.out, family)
 
 
-def cmd_cnn_aggregate(args):
-    from jitprop import tables
-
-    tables.aggregate(args.runs, args.out, "cnn")
-
-
-def cmd_mlp_plot(args):
-    from jitprop import plots
-
-    plots.family_figures(args.results, args.figures, "mlp")
-
-
-def cmd_cnn_plot(args):
+def _plot(args, family):
     from jitprop import data, plots
 
-    # The whole test set: a run on its first N images (test_size) numbers them alike.  Read
-    # first: a bad --data-dir stops the command before it draws any figure.
-    images, _ = data.load_split(args.data_dir, "test")
-    plots.family_figures(args.results, args.figures, "cnn")
-    plots.misclassified(args.results, images, f"{args.figures}/cnn_misclassified.png")
+    if family == "cnn":
+        # The whole test set: a run on its first N images (test_size) numbers them alike.  Read
+        # first: a bad --data-dir stops the command before it draws any figure.
+        images, _ = data.load_split(args.data_dir, "test")
+    plots.family_figures(args.results, args.figures, family)
+    if family == "cnn":
+        plots.misclassified(args.results, images, f"{args.figures}/cnn_misclassified.png")
 
 
 def cmd_download_mnist(args):
@@ -323,20 +308,44 @@ def _add_column_option(parser):
     )
 
 
-def _add_family_steps(sub, family, what):
-    """The aggregation and plotting subcommands, alike for every model family."""
-    agg = sub.add_parser(
+def _add_family_steps(sub, family, aggregate=None, plot=None):
+    """The aggregation and plotting subcommands, alike for every model family; `aggregate` and
+    `plot` run them (default: the MNIST families', _aggregate and _plot)."""
+    what = FAMILIES[family].title
+    parser = sub.add_parser(
         f"{family}-aggregate", help=f"merge {what} runs into the sweep's CSVs in --out"
     )
-    agg.add_argument("runs", nargs="+", help=f"run directories written by `jitprop {family}`")
-    agg.add_argument("--out", required=True, help="directory for the sweep's CSVs")
-    plot = sub.add_parser(f"{family}-plot", help=f"draw the {what} figures from the sweep's CSVs")
-    plot.add_argument("results", help=f"directory written by `jitprop {family}-aggregate`")
-    plot.add_argument("--figures", required=True, help="directory for the PNGs")
+    parser.add_argument("runs", nargs="+", help=f"run directories written by `jitprop {family}`")
+    parser.add_argument("--out", required=True, help="directory for the sweep's CSVs")
+    parser.set_defaults(func=aggregate or functools.partial(_aggregate, family=family))
+    parser = sub.add_parser(f"{family}-plot", help=f"draw the {what} figures from the sweep's CSVs")
+    parser.add_argument("results", help=f"directory written by `jitprop {family}-aggregate`")
+    parser.add_argument("--figures", required=True, help="directory for the PNGs")
+    parser.set_defaults(func=plot or functools.partial(_plot, family=family))
+    return parser
+
+
+def _add_train_command(sub, family):
+    """`jitprop FAMILY`: one training run of an MNIST family, its options the config's keys."""
+    from jitprop import config, runs
+
+    what, schema = FAMILIES[family].title, config.load_schema()["properties"][family]
+    tables = ", ".join(f"{name}.csv" for name in FAMILIES[family].tables)
+    parser = sub.add_parser(
+        family,
+        help=f"train one {what} on MNIST; write its tables into --out",
+        description=f"One training run of the {what}: {tables} in --out.",
+    )
+    seeds = " ".join(schema["properties"]["seeds"]["description"].split())
+    parser.add_argument("--lr", type=float, required=True, help="learning rate η (the peak)")
+    parser.add_argument("--seed", type=int, required=True, help=f"seed of the run ({seeds})")
+    _add_schema_options(parser, family, runs.options(family))
+    _add_column_option(parser)
+    parser.add_argument("--out", required=True, help="directory for the run's CSVs")
+    parser.set_defaults(func=functools.partial(_train, family=family))
 
 
 def build_parser():
-    from jitprop import runs
 
     parser = argparse.ArgumentParser(
         prog="jitprop",
@@ -378,7 +387,7 @@ def build_parser():
     _add_schema_options(toy, "toy", ["steps", "weights", "inputs", "targets", "init_range"])
     _add_column_option(toy)
     toy.add_argument("--out", required=True, help="directory for history.csv and summary.csv")
-    _add_family_steps(sub, "toy", "toy")
+    _add_family_steps(sub, "toy", cmd_toy_aggregate, cmd_toy_plot)
     sheet = sub.add_parser(
         "toy-sheet",
         help="write the exercise as a live spreadsheet (.xlsx) from the sweep's history.csv",
@@ -390,36 +399,11 @@ def build_parser():
     sheet.add_argument("results", help="directory written by `jitprop toy-aggregate`")
     sheet.add_argument("--out", required=True, help="the .xlsx file to write")
 
-    mlp = sub.add_parser(
-        "mlp",
-        help="train one MLP on MNIST; write its tables into --out",
-        description="One training run of the MLP: history.csv (per epoch), steps.csv (logged "
-        "batch losses), summary.csv and timing.csv in --out.",
-    )
-    mlp.add_argument("--lr", type=float, required=True, help="learning rate η")
-    mlp.add_argument("--seed", type=int, required=True, help="seed of init and shuffling")
-    _add_schema_options(mlp, "mlp", runs.options("mlp"))
-    _add_column_option(mlp)
-    mlp.add_argument("--out", required=True, help="directory for the run's CSVs")
-    _add_family_steps(sub, "mlp", "MLP")
-
-    cnn = sub.add_parser(
-        "cnn",
-        help="train one CNN on MNIST; write its tables into --out",
-        description="One training run of the CNN: history.csv (per epoch), steps.csv (logged "
-        "batch losses), summary.csv, misclassified.csv (the test digits it gets wrong) and "
-        "timing.csv in --out.",
-    )
-    cnn.add_argument("--lr", type=float, required=True, help="peak learning rate η")
-    cnn.add_argument(
-        "--seed", type=int, required=True, help="seed of init, shuffling, augmentation and dropout"
-    )
-    _add_schema_options(cnn, "cnn", runs.options("cnn"))
-    _add_column_option(cnn)
-    cnn.add_argument("--out", required=True, help="directory for the run's CSVs")
-    _add_family_steps(sub, "cnn", "CNN")
-    # The misclassified digits' figure draws the test images.
-    _add_schema_options(sub.choices["cnn-plot"], "cnn", ["data_dir"])
+    for family in ON_DATA:
+        _add_train_command(sub, family)
+        plot = _add_family_steps(sub, family)
+        if family == "cnn":  # the misclassified digits' figure draws the test images
+            _add_schema_options(plot, "cnn", ["data_dir"])
 
     down = sub.add_parser("download-mnist", help="fetch MNIST with MD5 verification")
     down.add_argument("--dest", required=True, help="directory to fill")
@@ -432,7 +416,7 @@ def build_parser():
         "source the jobs ran (--source), the git commit of --source-dir, package versions "
         "and the machine, as JSON in --out.",
     )
-    prov.add_argument("family", choices=["toy", "mlp", "cnn"])
+    prov.add_argument("family", choices=FAMILIES)
     prov.add_argument(
         "--config", type=_json, required=True, help="the family's config section, as JSON"
     )
@@ -442,9 +426,11 @@ def build_parser():
     prov.add_argument("--source-dir", required=True, help="the workflow's directory (its commit)")
     prov.add_argument("--out", required=True, help="the JSON file to write")
 
-    # Each subcommand runs the function named after it: cmd_ and its name with _ for -.
+    # A subcommand that set no function runs the one named after it: cmd_ and its name with _
+    # for -.
     for name, command in sub.choices.items():
-        command.set_defaults(func=globals()[f"cmd_{name.replace('-', '_')}"])
+        if command.get_default("func") is None:
+            command.set_defaults(func=globals()[f"cmd_{name.replace('-', '_')}"])
     return parser
 
 

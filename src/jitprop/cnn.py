@@ -2,8 +2,8 @@
 public API (init_params, loss_and_grads, predict, train, summary), the batches' inputs with the
 seeded augmentation of the training images, and the network as the training loop drives it.
 
-The network itself is jitprop.cnn_net; its kernels jitprop.cnn_layers; the loop
-jitprop.training.
+The layer list is parsed by jitprop.cnn_spec, the network is jitprop.cnn_net, its kernels are
+jitprop.kernels', the loop jitprop.training's.
 """
 
 import math
@@ -11,9 +11,11 @@ import math
 import numpy as np
 from numba import prange
 
-from jitprop import config, training
-from jitprop.cnn_net import CLASSES, IMAGE, LayerError, Network, Pass, parse_layers, summary
+from jitprop import checks, cnn_spec, config, data, training
+from jitprop.cnn_net import Network, Pass
+from jitprop.cnn_spec import LayerError
 from jitprop.jit import njit
+from jitprop.kernels import optim
 
 __all__ = [
     "MNIST_MEAN",
@@ -28,8 +30,8 @@ __all__ = [
 ]
 
 # Inputs are scaled to [0, 1] and normalized with MNIST's training-set mean and standard
-# deviation, as the reference CNNs do.
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+# deviation (jitprop.data's), as the reference CNNs do.
+MNIST_MEAN, MNIST_STD = data.MEAN, data.STD
 
 
 # --------------------------------------------------------------------------- inputs
@@ -37,11 +39,11 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 @njit(cache=True, parallel=True)
 def _gather(x, images, index, angles, shifts, mean, std):
-    """x (B, 28, 28) = the images[index] (uint8, (N, 784)), each turned by angles[n]
+    """x (B, S, S) = the images[index] (uint8, (N, S S)), each turned by angles[n]
     radians about its centre (anticlockwise as drawn, as np.rot90) and moved by shifts[n] =
     (dy, dx) pixels, sampled bilinearly with zeros outside, scaled to [0, 1] and normalized by
     mean and std.  Angle and shift 0 copy: their weights are exactly 1, 0, 0, 0."""
-    side = 28
+    side = x.shape[1]
     centre = (side - 1) / 2
     for n in prange(index.size):
         image = images[index[n]]
@@ -84,10 +86,24 @@ def _copies(views):
 
 
 def _check(network, X):
-    return training.checked_inputs(X, IMAGE[1:], network.dtype).reshape(-1, *IMAGE)
+    return training.checked_inputs(X, data.IMAGE[1:], network.dtype).reshape(-1, *data.IMAGE)
 
 
 # --------------------------------------------------------------------------- the public API
+
+
+def parse_layers(entries):
+    """(specs, shapes) of the network `entries` (the config's cnn.layers) on MNIST's images:
+    every layer's Spec and every activation's shape, the input's first; raises LayerError
+    naming the layer that cannot work."""
+    return cnn_spec.parse_layers(entries, data.IMAGE, data.CLASSES)
+
+
+def summary(entries):
+    """The torchsummary-like table of the network `entries` on MNIST's images: one row per
+    layer with its index, layer, output shape and parameter count; the last row holds the
+    total."""
+    return cnn_spec.summary(entries, data.IMAGE, data.CLASSES)
 
 
 def init_params(entries, seed, dtype=None):
@@ -164,7 +180,7 @@ def loss_and_grads(params, X, y, entries):
     the identity; the params' dtype decides the arithmetic."""
     network = _network_of(params, entries)
     X = _check(network, X)
-    y = training.checked_labels(y, len(X), CLASSES)
+    y = training.checked_labels(y, len(X), data.CLASSES)
     theta = network.pack(params)
     grad = np.zeros_like(theta)
     work = Pass(network, X.shape[0])
@@ -181,7 +197,7 @@ def predict(params, stats, X, entries, batch=1000):
     network = _network_of(params, entries)
     X = _check(network, X)
     stats = _check_stats(network, stats)
-    if not config.whole_number(batch) or batch < 1:
+    if not checks.whole_number(batch) or batch < 1:
         raise ValueError(f"batch: expected a whole number >= 1, found {batch!r}")
     theta = network.pack(params)
     views = network.views(theta)
@@ -205,7 +221,7 @@ class _Trainer:
         problems = config.batch_of_one_problems(network.specs, network.shapes, batch, size)
         config.raise_problems("cnn", problems)
         theta = network.init(rng)
-        self.sgd = training.sgd_state(
+        self.sgd = optim.sgd_state(
             theta, network.segments(), settings["momentum"], settings["weight_decay"]
         )
         self.params, self.grads = network.views(theta), network.views(self.sgd.grad)
@@ -244,7 +260,7 @@ class _Trainer:
             if training.blown_up(total / size, limit):
                 return i + 1
             self.work.backward(self.params, self.grads, size, keys)
-            training.sgd_momentum_update(self.sgd, rates[i])
+            optim.sgd_momentum_update(self.sgd, rates[i])
         return totals.size
 
     def evaluate(self):

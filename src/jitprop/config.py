@@ -5,13 +5,12 @@ that name the key."""
 import copy
 import functools
 import math
-import numbers
 from pathlib import Path
 
 import yaml
 
-MNIST_PIXELS, MNIST_CLASSES = 784, 10
-MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
+from jitprop import checks, cnn_spec, data, families, sweep
+
 # The schema ships with the package (workflow/schemas/ links to it), so Python callers, the CLI
 # and the workflow read the same defaults.
 SCHEMA = Path(__file__).with_name("config.schema.yaml")
@@ -133,26 +132,13 @@ def _schema_problems(instance, schema):
     return problems
 
 
-def whole_number(value):
-    """Whether value has a whole-number type (int, a NumPy integer): 3, not 3.0 (which range()
-    and array shapes refuse) nor True."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def checked_lr(lr):
-    """lr as a float, or a ValueError unless it is a finite real number > 0."""
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
-        raise ValueError(f"lr: expected a finite number > 0, found {lr!r}")
-    return float(lr)
-
-
 @functools.cache
 def _validator_class(jsonschema):
-    """JSON Schema 2020-12, but an integer is a whole-number type (whole_number): JSON Schema
+    """JSON Schema 2020-12, but an integer is a whole-number type (checks.whole_number): JSON Schema
     counts 3.0 as an integer."""
 
     def is_integer(_checker, instance):
-        return whole_number(instance)
+        return checks.whole_number(instance)
 
     base = jsonschema.Draft202012Validator
     types = base.TYPE_CHECKER.redefine("integer", is_integer)
@@ -189,7 +175,7 @@ def run_settings(section, settings):
     problems = _schema_problems({section: filled}, _schema())
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
-    if section != "toy":
+    if families.FAMILIES[section].on_data:
         raise_problems(section, _layer_problems(section, filled))
     return {key: filled[key] for key in keys}
 
@@ -199,9 +185,6 @@ def raise_problems(section, problems):
     if problems:
         lines = [f"config key {section}.{key}: {message}" for key, message in problems]
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines))
-
-
-SECTIONS = ("toy", "mlp", "cnn")
 
 
 def validate_config(config, schema=None):
@@ -218,7 +201,7 @@ def validate_config(config, schema=None):
 
     if clean("experiment", problems):
         problems += _experiment_problems(config["experiment"])
-    for section in SECTIONS:
+    for section in families.NAMES:
         if clean(section, problems):
             found = _sweep_problems(section, config[section], schema)
             problems += found or _combination_problems(section, config[section])
@@ -228,7 +211,7 @@ def validate_config(config, schema=None):
 
 
 # Result directories the families and their figures use: no experiment may take their names.
-RESERVED = {"toy", "mlp", "cnn", "figures", "logs"}
+RESERVED = {*families.NAMES, "figures", "logs"}
 
 
 def _experiment_problems(experiment):
@@ -285,16 +268,14 @@ def _as_run_takes_it(section, key, value):
     conv without padding one with padding 0, a train_size of null all of MNIST's 60,000; so
     that two spellings of one run are not two runs."""
     if value is None and key in ("train_size", "test_size"):
-        return MNIST_TRAIN_SIZE if key == "train_size" else MNIST_TEST_SIZE
+        return data.TRAIN_SIZE if key == "train_size" else data.TEST_SIZE
     default = defaults(section)[key]
     if isinstance(default, dict) and isinstance(value, dict):
         return {**default, **value}
     if (section, key) == ("cnn", "layers"):
-        from jitprop.cnn_net import LayerError, parse_layers  # here: it imports Numba
-
         try:
-            return parse_layers(value)[0]
-        except LayerError:
+            return _cnn_layers(value)[0]
+        except cnn_spec.LayerError:
             return value  # named by the layer checks
     return value
 
@@ -303,14 +284,12 @@ def _combination_problems(section, settings):
     """What a schema cannot say, for every combination of the section's sweep: a problem with
     a swept key is named by its value in the sweep, SECTION.sweep.KEY[INDEX]; one with another
     key says in which combination it arises."""
-    from jitprop.runs import combinations  # here: runs imports this module
-
-    sweep, problems = settings["sweep"], []
-    for swept, combination in combinations(settings):
+    swept_keys, problems = settings["sweep"], []
+    for swept, combination in sweep.combinations(settings):
         for key, message in _section_problems(section, combination):
             name = key.split("[")[0]
-            if name in sweep:
-                index = next(i for i, v in enumerate(sweep[name]) if v == combination[name])
+            if name in swept_keys:
+                index = next(i for i, v in enumerate(swept_keys[name]) if v == combination[name])
                 where = f"{section}.sweep.{name}[{index}]{key[len(name) :]}"
             else:
                 where = f"{section}.{key}"
@@ -324,7 +303,7 @@ def _combination_problems(section, settings):
 
 def _section_problems(section, settings):
     """[(key, what is wrong)] of one section's settings, beyond what the schema checks."""
-    if section == "toy":
+    if not families.FAMILIES[section].on_data:  # the toy net
         low, high = settings["init_range"]
         if not low < high:
             return [("init_range", f"found {settings['init_range']}, expected low < high")]
@@ -338,32 +317,35 @@ def _layer_problems(section, settings):
     problems = []
     if section == "mlp":
         layers = settings["layers"]
-        if layers[0] != MNIST_PIXELS:
+        if layers[0] != data.PIXELS:
             problems.append(
                 (
                     "layers[0]",
-                    f"found {layers[0]}, expected {MNIST_PIXELS} (the "
+                    f"found {layers[0]}, expected {data.PIXELS} (the "
                     "number of pixels of an MNIST image)",
                 )
             )
-        if layers[-1] != MNIST_CLASSES:
+        if layers[-1] != data.CLASSES:
             problems.append(
                 (
                     f"layers[{len(layers) - 1}]",
-                    f"found {layers[-1]}, expected {MNIST_CLASSES} (the number of classes)",
+                    f"found {layers[-1]}, expected {data.CLASSES} (the number of classes)",
                 )
             )
     else:
-        from jitprop.cnn_net import LayerError, parse_layers  # here: it imports Numba
-
         try:
-            specs, shapes = parse_layers(settings["layers"])
-        except LayerError as error:
+            specs, shapes = _cnn_layers(settings["layers"])
+        except cnn_spec.LayerError as error:
             where, message = str(error).split(": ", 1)
             return [(where.removeprefix(f"{section}."), message)]
-        size = settings["train_size"] or MNIST_TRAIN_SIZE
+        size = settings["train_size"] or data.TRAIN_SIZE
         problems += batch_of_one_problems(specs, shapes, settings["batch_size"], size)
     return problems
+
+
+def _cnn_layers(entries):
+    """(specs, shapes) of a CNN layer list on MNIST's images (cnn_spec.parse_layers)."""
+    return cnn_spec.parse_layers(entries, data.IMAGE, data.CLASSES)
 
 
 def batch_of_one_problems(specs, shapes, batch, size):
@@ -384,10 +366,10 @@ def batch_of_one_problems(specs, shapes, batch, size):
 def _data_problems(section, settings):
     """The MNIST data a section reads: its directory, the sizes it takes, the batch size."""
     problems = []
-    train_size = settings["train_size"] or MNIST_TRAIN_SIZE
-    if settings["train_size"] is not None and settings["train_size"] > MNIST_TRAIN_SIZE:
+    train_size = settings["train_size"] or data.TRAIN_SIZE
+    if settings["train_size"] is not None and settings["train_size"] > data.TRAIN_SIZE:
         problems.append(
-            ("train_size", f"found {settings['train_size']}, expected at most {MNIST_TRAIN_SIZE}")
+            ("train_size", f"found {settings['train_size']}, expected at most {data.TRAIN_SIZE}")
         )
     elif settings["batch_size"] > train_size:
         problems.append(
@@ -397,9 +379,9 @@ def _data_problems(section, settings):
                 f"training set size {train_size}",
             )
         )
-    if settings["test_size"] is not None and settings["test_size"] > MNIST_TEST_SIZE:
+    if settings["test_size"] is not None and settings["test_size"] > data.TEST_SIZE:
         problems.append(
-            ("test_size", f"found {settings['test_size']}, expected at most {MNIST_TEST_SIZE}")
+            ("test_size", f"found {settings['test_size']}, expected at most {data.TEST_SIZE}")
         )
     data_dir, download_dir = Path(settings["data_dir"]), defaults(section)["data_dir"]
     if data_dir.as_posix() != download_dir and not data_dir.is_dir():

@@ -1,15 +1,14 @@
-"""MNIST: read the four IDX files (gzipped or not) with every header checked, and download them
-from configured https mirrors with MD5 verification, never leaving a partial file."""
+"""MNIST: its facts (sizes, classes, normalization) in one place; the four IDX files read
+(gzipped or not) with every header checked; and their download from configured https mirrors
+with MD5 verification, never leaving a partial file."""
 
 import gzip
 import hashlib
-import http.client
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from jitprop import config
+from jitprop import checks
 from jitprop.io import atomic_path
 
 __all__ = ["DataError", "download_mnist", "load_mnist", "load_split"]
@@ -34,7 +33,17 @@ DECOMPRESSED_MD5 = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
-ROWS = COLS = 28
+
+# MNIST's facts: images of SIDE x SIDE uint8 pixels (PIXELS in a row, as the MLP reads them;
+# IMAGE, one channel, as the CNN does), CLASSES digits, TRAIN_SIZE and TEST_SIZE of them.
+SIDE = 28
+PIXELS = SIDE * SIDE
+IMAGE = (1, SIDE, SIDE)
+CLASSES = 10
+TRAIN_SIZE, TEST_SIZE = 60_000, 10_000
+# The CNN's inputs are scaled to [0, 1] and normalized with the training set's mean and
+# standard deviation, as the reference CNNs do.
+MEAN, STD = 0.1307, 0.3081
 
 
 class DataError(ValueError):
@@ -90,8 +99,8 @@ def read_idx(path, magic, expected_md5=None):
             f"({'images' if magic == IMAGE_MAGIC else 'labels'})"
         )
     shape = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
-    if ndim == 3 and shape[1:] != (ROWS, COLS):
-        raise DataError(f"{path}: images of {shape[1]}x{shape[2]} pixels, expected {ROWS}x{COLS}")
+    if ndim == 3 and shape[1:] != (SIDE, SIDE):
+        raise DataError(f"{path}: images of {shape[1]}x{shape[2]} pixels, expected {SIDE}x{SIDE}")
     expected = header + int(np.prod(shape))
     if len(data) != expected:
         raise DataError(
@@ -114,7 +123,7 @@ def load_split(data_dir, split, limit=None, verify=True):
     With `verify`, each file must match the canonical MNIST MD5."""
     if split not in ("train", "test"):
         raise ValueError(f"split: expected 'train' or 'test', found {split!r}")
-    if limit is not None and (not config.whole_number(limit) or limit < 1):
+    if limit is not None and (not checks.whole_number(limit) or limit < 1):
         raise ValueError(f"limit: expected a whole number >= 1 (or None for all), found {limit!r}")
     stems = FILES[f"{split}_images"], FILES[f"{split}_labels"]
     images_path, labels_path = (find_file(data_dir, stem) for stem in stems)
@@ -125,11 +134,11 @@ def load_split(data_dir, split, limit=None, verify=True):
             f"{images_path} holds {len(images)} images but {labels_path} holds "
             f"{len(labels)} labels; expected equal counts"
         )
-    if labels.size and labels.max() > 9:
-        raise DataError(f"{labels_path}: label {labels.max()} found, expected 0..9")
+    if labels.size and labels.max() >= CLASSES:
+        raise DataError(f"{labels_path}: label {labels.max()} found, expected 0..{CLASSES - 1}")
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    return images.reshape(len(images), ROWS * COLS), labels
+    return images.reshape(len(images), PIXELS), labels
 
 
 def load_mnist(data_dir, train_size=None, test_size=None):
@@ -145,11 +154,16 @@ def md5(path):
     return digest.hexdigest()
 
 
-def download_mnist(dest_dir, mirrors, opener=urllib.request.urlopen, timeout=60):
-    """Fetch the four gzipped MNIST files into dest_dir, trying each https mirror in order.
+def download_mnist(dest_dir, mirrors, opener=None, timeout=60):
+    """Fetch the four gzipped MNIST files into dest_dir, trying each https mirror in order;
+    `opener` opens a URL (urllib.request.urlopen by default).
 
     A file already present with the right MD5 is kept; every download is verified before it is
     renamed into place, so a failure leaves no partial or unverified file behind."""
+    import http.client  # here: the rest of the module needs no network library
+    import urllib.request
+
+    opener = opener or urllib.request.urlopen
     if isinstance(mirrors, str) or not mirrors or not all(isinstance(m, str) for m in mirrors):
         raise DataError(f"mirrors: expected a list of https base URLs, found {mirrors!r}")
     dest_dir = Path(dest_dir)

@@ -2,7 +2,8 @@
 training step) and the public API, init_params, loss_and_grads, predict and train.
 
 Shapes: B batch, D fan-in of a layer, H fan-out of a layer, K classes, N samples.
-The layer kernels are in jitprop.layers, the training loop in jitprop.training.
+The layer kernels are in jitprop.kernels.dense, the update in jitprop.kernels.optim, the
+training loop in jitprop.training.
 """
 
 import itertools
@@ -12,9 +13,10 @@ from collections import namedtuple
 import numpy as np
 from numba import prange
 
-from jitprop import config, training
+from jitprop import checks, config, training
 from jitprop.jit import calls_parallel, njit
-from jitprop.layers import (
+from jitprop.kernels import optim
+from jitprop.kernels.dense import (
     ACTIVATIONS,
     CSR,
     LOSSES,
@@ -33,10 +35,10 @@ from jitprop.layers import (
 __all__ = ["ACTIVATIONS", "LOSSES", "init_params", "loss_and_grads", "predict", "train"]
 
 # --------------------------------------------------------------------------- the network
-# Parameters live in one flat buffer `theta` (see jitprop.training.SGD).  Layout: `shapes` (L, 2)
-# holds each layer's (D, H); `offsets` (L, 2) where its W and b start.  Activations of a batch
-# live in one flat buffer too, layer l at act_offsets[l] as (B, H_l); `dacts` mirrors it with
-# gradients.  Net is what a pass over a batch needs beside the parameters.
+# Parameters live in one flat buffer `theta` (see jitprop.kernels.optim.SGD).  Layout: `shapes`
+# (L, 2) holds each layer's (D, H); `offsets` (L, 2) where its W and b start.  Activations of a
+# batch live in one flat buffer too, layer l at act_offsets[l] as (B, H_l); `dacts` mirrors it
+# with gradients.  Net is what a pass over a batch needs beside the parameters.
 Layout = namedtuple("Layout", ["shapes", "offsets", "act_offsets"])
 Net = namedtuple("Net", ["layout", "acts", "dacts", "activation", "loss"])
 # A data set as batches are gathered from it: the CSR of its inputs (N, D), kept as they are
@@ -121,7 +123,7 @@ def _train_step(sgd, net, batch, lr, limit):
     if training.blown_up(total / batch.y.size, limit):
         return total, correct
     _network_backward(sgd.grad, net, sgd.theta, batch)
-    training.sgd_momentum_update(sgd, lr)
+    optim.sgd_momentum_update(sgd, lr)
     return total, correct
 
 
@@ -192,7 +194,7 @@ class _Network:
         return [_layer_params(theta, layout, layer) for layer in range(len(self.shapes))]
 
     def segments(self):
-        """(start, end, decays) of every W (weight decay) and b (none), for training.sgd_state."""
+        """(start, end, decays) of every W (weight decay) and b (none), for optim.sgd_state."""
         return [
             (int(at), int(at + size), decays)
             for (W_at, b_at), (D, H) in zip(self.offsets, self.shapes, strict=True)
@@ -239,7 +241,7 @@ def init_params(layers, seed, dtype=None, activation=None):
     if (
         not isinstance(layers, (list, tuple))
         or len(layers) < 2
-        or not all(config.whole_number(n) and n >= 1 for n in layers)
+        or not all(checks.whole_number(n) and n >= 1 for n in layers)
     ):
         raise ValueError(f"layers: expected at least two whole numbers >= 1, found {layers!r}")
     try:
@@ -344,7 +346,7 @@ class _Trainer:
         codes = _codes(s["activation"], s["loss"])
         network = self.network = _Network(s["layers"], s["dtype"])
         theta = network.pack(init_params(s["layers"], rng, s["dtype"], s["activation"]))
-        self.sgd = training.sgd_state(theta, network.segments(), s["momentum"], s["weight_decay"])
+        self.sgd = optim.sgd_state(theta, network.segments(), s["momentum"], s["weight_decay"])
         self.net = network.net(s["batch_size"], *codes)
         self.buffers = network.batch_buffers(s["batch_size"])
         # Each image's nonzero pixels, found once per run rather than once per batch.

@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from jitprop.families import FAMILIES
 from jitprop.io import save_figure
 from jitprop.runs import lr_text
 from jitprop.tables import read_table, swept_columns
@@ -159,9 +160,6 @@ def _curves(history, summary, path, metrics, ylabel, title, log_y):
     plt.close(figure)
 
 
-NAMES = {"mlp": "MLP", "cnn": "CNN"}
-
-
 def family_figures(results, figures, family):
     """The three figures of an MNIST family, FAMILY_loss_curves, FAMILY_accuracy_curves and
     FAMILY_accuracy_vs_lr, in `figures`, from its aggregated tables in `results`."""
@@ -171,7 +169,7 @@ def family_figures(results, figures, family):
     if swept_columns(summary):
         sweep_figures(history, summary, by_lr, figures, family)
         return
-    name = NAMES[family]
+    name = FAMILIES[family].title
     loss_curves(history, summary, f"{figures}/{family}_loss_curves.png", name)
     accuracy_curves(history, summary, f"{figures}/{family}_accuracy_curves.png", name)
     accuracy_vs_lr(by_lr, f"{figures}/{family}_accuracy_vs_lr.png", name)
@@ -333,7 +331,7 @@ def sweep_figures(history, summary, by_lr, figures, family):
     """The three figures of a family's sweep: FAMILY_loss_curves and FAMILY_accuracy_curves,
     a panel per combination (test solid with its min-max band, train dashed, colour by η), and
     FAMILY_accuracy_vs_lr, a line per combination."""
-    keys, name = swept_columns(summary), NAMES[family]
+    keys, name = swept_columns(summary), FAMILIES[family].title
     scores = {}
     for combo, group in by_lr.groupby(keys, sort=False):
         combo = combo if isinstance(combo, tuple) else (combo,)

@@ -4,15 +4,13 @@ command line of each job.  The workflow's fan-out and its aggregation both read 
 can never disagree."""
 
 import functools
-import hashlib
-import itertools
 import json
-import re
 
 import numpy as np
 
 from jitprop import config as configuration
 from jitprop import data
+from jitprop.sweep import canonical_json, combinations
 
 RESULTS = "results"
 
@@ -44,78 +42,10 @@ def _arguments(values):
     ]
 
 
-def _canonical(value):
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 def section_json(config, section):
     """A config section as canonical JSON (sorted keys): equal sections, equal text.  The
     run lists are cached by it, and the provenance rule takes it."""
-    return _canonical(config[section])
-
-
-# --------------------------------------------------------------------------- sweeps
-# A section's `sweep:` maps some of its keys to lists of values; its runs are the product of
-# those lists (keys in alphabetical order, values in the order given) times its learning rates
-# and seeds.  Each swept setting names a directory level, KEY~VALUE, and a column of every
-# table.
-LABEL_LENGTH = 160  # of a path's 255 bytes
-# CNN layers, as they appear in labels.
-_SHORT = {"batchnorm": "bn", "dropout": "drop", "maxpool": "pool", "linear": "fc"}
-
-
-def _label(value):
-    """A value as a short, readable, filesystem-safe word: numbers as they read, lists joined
-    by '-', mappings as key+value joined by '_', a CNN layer as conv8k3p1b, bn, pool2, fc10."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return _SHORT.get(value, value)
-    if isinstance(value, int):
-        return str(value)
-    if value is None:
-        return "none"
-    if isinstance(value, list):
-        return "-".join(_label(item) for item in value)
-    conv = value.get("conv") if len(value) == 1 else None
-    if isinstance(conv, dict) and {"out", "kernel"} <= set(conv):  # else the checks name it
-        return (
-            f"conv{conv['out']}k{conv['kernel']}"
-            + (f"p{conv['padding']}" if conv.get("padding") else "")
-            + ("b" if conv.get("bias") else "")
-        )
-    return "_".join(f"{_SHORT.get(key, key)}{_label(item)}" for key, item in sorted(value.items()))
-
-
-def value_labels(values):
-    """The labels of one swept key's values: _label made safe (characters other than letters,
-    digits and ._+- become _), shortened past LABEL_LENGTH with a hash of the value, and made
-    distinct, where two would be alike, by the hash."""
-    labels, digests = [], [hashlib.sha1(_canonical(v).encode()).hexdigest()[:8] for v in values]
-    for value, digest in zip(values, digests, strict=True):
-        text = re.sub(r"[^A-Za-z0-9._+-]", "_", _label(value)) or "_"
-        labels.append(text if len(text) <= LABEL_LENGTH else f"{text[:120]}_{digest}")
-    return [
-        f"{label}_{digest}" if labels.count(label) > 1 else label
-        for label, digest in zip(labels, digests, strict=True)
-    ]
-
-
-def combinations(section):
-    """[(swept, settings)] in canonical order: swept is [(key, label)] of one combination of
-    the section's sweep (keys sorted), settings the section with those values in place."""
-    sweep = section.get("sweep") or {}
-    keys = sorted(sweep)
-    labelled = [list(zip(sweep[key], value_labels(sweep[key]), strict=True)) for key in keys]
-    result = []
-    for choice in itertools.product(*labelled):
-        settings = {**section, **{key: value for key, (value, _) in zip(keys, choice, strict=True)}}
-        result.append(
-            ([(key, label) for key, (_, label) in zip(keys, choice, strict=True)], settings)
-        )
-    return result
+    return canonical_json(config[section])
 
 
 def _swept_path(swept):
@@ -181,7 +111,6 @@ def toy_args(config, part):
 
 # --------------------------------------------------------------------------- MNIST families
 # The MLP and the CNN: one run per (combination, learning rate, seed), a job each.
-FAMILIES = ("mlp", "cnn")
 
 
 def options(family):
@@ -229,9 +158,10 @@ def run_args(config, family, run):
         option = f"--{key.replace('_', '-')}"
         if isinstance(value, list) and _numbers(value):
             args += [option, *value]
+        elif isinstance(value, dict | list):
+            args.append(f"{option}={canonical_json(value)}")
         else:
-            text = _canonical(value) if isinstance(value, dict | list) else _arguments([value])[0]
-            args.append(f"{option}={text}")
+            args.append(f"{option}={_arguments([value])[0]}")
     return _arguments([*args, *_columns(swept)])
 
 

@@ -5,14 +5,7 @@ reproduce to the bit."""
 import numpy as np
 import pandas as pd
 
-from jitprop import io
-
-# The tables of a run of each MNIST family (the CNN's also lists the test digits it gets
-# wrong); aggregation writes these and summary_by_lr.
-RUN_TABLES = {
-    "mlp": ["history", "steps", "summary", "timing"],
-    "cnn": ["history", "steps", "summary", "misclassified", "timing"],
-}
+from jitprop import families, io
 
 HISTORY_COLUMNS = [
     "lr",
@@ -106,7 +99,7 @@ def aggregate(runs, out, family):
     finished in.  Every run's table must have the first run's columns; all are read and
     checked before any is written."""
     tables = {}
-    for name in RUN_TABLES[family]:
+    for name in families.FAMILIES[family].tables:
         frames = []
         for run in runs:
             frame = read_table(f"{run}/{name}.csv")

@@ -8,9 +8,9 @@ h1 = w1*i1 + w2*i2, h2 = w3*i1 + w4*i2, o1 = w5*out_h1 + w6*out_h2, o2 = w7*out_
 
 import numpy as np
 
-from jitprop import config
-from jitprop.exp import exp
+from jitprop import checks
 from jitprop.jit import njit
+from jitprop.kernels.elementary import exp
 
 __all__ = ["COLUMNS", "random_weights", "train"]
 
@@ -120,14 +120,14 @@ def _as_vector(name, values, size):
 
 
 def _check_steps(steps):
-    if not config.whole_number(steps) or steps < 1:
+    if not checks.whole_number(steps) or steps < 1:
         raise ValueError(f"steps: expected a whole number >= 1, found {steps!r}")
     return int(steps)
 
 
 def random_weights(seed, init_range):
     """Eight weights drawn from U(init_range) by numpy.random.default_rng(seed)."""
-    if not config.whole_number(seed) or seed < 0:
+    if not checks.whole_number(seed) or seed < 0:
         raise ValueError(f"seed: expected a whole number >= 0, found {seed!r}")
     low, high = _as_vector("init_range", init_range, 2).tolist()
     if not low < high:
@@ -150,7 +150,7 @@ def train(weights, inputs, targets, lr, steps):
     w0 = _as_vector("weights", weights, 8)
     i = _as_vector("inputs", inputs, 2)
     t = _as_vector("targets", targets, 2)
-    lr, steps = config.checked_lr(lr), _check_steps(steps)
+    lr, steps = checks.checked_lr(lr), _check_steps(steps)
     rows = np.empty((steps, len(COLUMNS) - 5))
     _toy_train_kernel(rows, w0, i, t, lr)
     import pandas as pd  # here, not at the top: a sweep job's start-up never needs pandas
@@ -219,7 +219,7 @@ def sweep_part(runs, weights, inputs, targets, steps, init_range, columns=()):
     rows = np.empty((_check_steps(steps), len(COLUMNS) - 5))
     history, summary = [], []
     for lr, seed in runs:
-        lr = config.checked_lr(lr)
+        lr = checks.checked_lr(lr)
         start = _as_vector("weights", _start_weights(weights, seed, init_range), 8)
         _toy_train_kernel(rows, start, i, t, lr)
         init = "sheet" if seed is None else "random"

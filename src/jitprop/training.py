@@ -1,65 +1,14 @@
-"""What every model family's training shares: SGD with momentum on a flat parameter buffer,
-learning-rate schedules, the divergence rule, the epoch loop with its history rows, and
-evaluation in batches.  A family supplies only its network (see `fit`'s `model`)."""
+"""What every model family's training shares: learning-rate schedules, the divergence rule, the
+epoch loop with its history rows, and evaluation in batches; the optimizer's update is
+jitprop.kernels.optim's.  A family supplies only its network (see `fit`'s `model`)."""
 
 import math
 import time
-from collections import namedtuple
 
 import numpy as np
-from numba import prange
 
-from jitprop import config
+from jitprop import checks, data
 from jitprop.jit import njit
-
-# Parameters, gradients and momentum live in flat buffers laid out alike, as llm.c does: one
-# update loop, one allocation.  `blocks` (K, 3) cuts theta into runs of at most BLOCK
-# parameters, (start, end, decays): the update spreads them over the threads, and applies weight
-# decay to a block only when `decays` is 1 (weights, not biases or batch-norm parameters).
-SGD = namedtuple("SGD", ["theta", "velocity", "grad", "blocks", "momentum", "weight_decay"])
-BLOCK = 8192
-
-
-def sgd_state(theta, segments, momentum, weight_decay):
-    """SGD with momentum for theta, its velocity starting at zero; segments: (start, end,
-    decays) covering theta."""
-    blocks = [
-        (first, min(first + BLOCK, end), decays)
-        for start, end, decays in segments
-        for first in range(start, end, BLOCK)
-    ]
-    cast = theta.dtype.type
-    return SGD(
-        theta,
-        np.zeros_like(theta),
-        np.zeros_like(theta),
-        np.array(blocks, dtype=np.int64).reshape(-1, 3),
-        cast(momentum),
-        cast(weight_decay),
-    )
-
-
-@njit(cache=True)
-def _momentum_step(W, v, g, lr, momentum, weight_decay):
-    """v <- momentum * v + (g + weight_decay * W); W <- W - lr * v, elementwise on 1-D views."""
-    # Indexing from 0 lets Numba drop its negative-index checks, so LLVM vectorizes the loop.
-    for k in range(W.size):
-        v[k] = momentum * v[k] + (g[k] + weight_decay * W[k])
-        W[k] -= lr * v[k]
-
-
-@njit(cache=True, parallel=True)
-def sgd_momentum_update(sgd, lr):
-    """One SGD-with-momentum step of every parameter, block by block over the threads."""
-    # Only arrays and scalars may enter a prange loop, not the named tuple holding them.
-    theta, velocity, grad, blocks, momentum, decay = sgd
-    for k in prange(blocks.shape[0]):
-        start, end = blocks[k, 0], blocks[k, 1]
-        weight_decay = decay if blocks[k, 2] else decay * 0
-        _momentum_step(
-            theta[start:end], velocity[start:end], grad[start:end], lr, momentum, weight_decay
-        )
-
 
 SCHEDULES = ("constant", "cosine", "onecycle")
 # onecycle as PyTorch's OneCycleLR by default: up from lr / DIV for the first WARMUP of the steps,
@@ -122,7 +71,7 @@ def _checked_set(name, data_set):
     except (TypeError, ValueError):
         found = type(data_set).__name__
         raise ValueError(f"{name}: expected a pair (images, labels), found a {found}") from None
-    pixels, classes = config.MNIST_PIXELS, config.MNIST_CLASSES
+    pixels, classes = data.PIXELS, data.CLASSES
     if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != pixels:
         raise ValueError(
             f"{name}[0]: expected uint8 images of shape (N, {pixels}), as data.load_split gives "
@@ -178,8 +127,8 @@ FIT_SETTINGS = ("epochs", "batch_size", "lr_schedule", "divergence_threshold", "
 def check_run(lr, seed):
     """A ValueError naming lr or seed unless lr is a finite number > 0 and seed an integer
     >= 0."""
-    config.checked_lr(lr)
-    if not config.whole_number(seed) or seed < 0:
+    checks.checked_lr(lr)
+    if not checks.whole_number(seed) or seed < 0:
         raise ValueError(f"seed: expected an integer >= 0, found {seed!r}")
 
 

@@ -29,7 +29,7 @@ rule cnn_run:
 
 rule cnn_aggregate:
     input:
-        expand("{run}/{table}.csv", run=cnn_run_dirs(), table=RUN_TABLES["cnn"]),
+        expand("{run}/{table}.csv", run=cnn_run_dirs(), table=FAMILIES["cnn"].tables),
     output:
         history=results("cnn/history.csv"),
         steps=results("cnn/steps.csv"),

@@ -26,7 +26,7 @@ rule mlp_run:
 
 rule mlp_aggregate:
     input:
-        expand("{run}/{table}.csv", run=mlp_run_dirs(), table=RUN_TABLES["mlp"]),
+        expand("{run}/{table}.csv", run=mlp_run_dirs(), table=FAMILIES["mlp"].tables),
     output:
         history=results("mlp/history.csv"),
         steps=results("mlp/steps.csv"),

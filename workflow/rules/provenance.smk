@@ -10,7 +10,7 @@ rule provenance:
     log:
         results("logs/{family}/provenance.log"),
     wildcard_constraints:
-        family="toy|mlp|cnn",
+        family="|".join(FAMILIES),
     threads: 1
     params:
         jitprop=JITPROP,

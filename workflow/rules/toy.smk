@@ -21,7 +21,7 @@ rule toy_run:
 
 rule toy_aggregate:
     input:
-        expand("{run}/{table}.csv", run=toy_run_dirs(), table=["history", "summary"]),
+        expand("{run}/{table}.csv", run=toy_run_dirs(), table=FAMILIES["toy"].tables),
     output:
         history=results("toy/history.csv"),
         summary=results("toy/summary.csv"),
