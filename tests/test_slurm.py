@@ -42,11 +42,11 @@ def run(root, workdir, *args, env=None):
     snakemake(root, workdir, "--configfile", config, *args, env=env, timeout=600)
 
 
-def test_sweep_through_the_slurm_profile_equals_a_local_run(root, mnist_dir, cluster, tmp_path):
-    local, slurm = tmp_path / "local", tmp_path / "slurm"
-    write_config(root, mnist_dir, local)
+def test_sweep_through_the_slurm_profile_equals_a_local_run(
+    root, mnist_dir, cluster, tiny_run, tmp_path
+):
+    slurm = tmp_path / "slurm"
     write_config(root, mnist_dir, slurm)
-    run(root, local, "--cores", "2")
     # squeue, not sacct: the test cluster keeps no accounting.  Short polls keep it quick.
     run(
         root,
@@ -61,7 +61,7 @@ def test_sweep_through_the_slurm_profile_equals_a_local_run(root, mnist_dir, clu
         "--slurm-keep-successful-logs",
         env=cluster.env,
     )
-    assert digests_of(slurm, REPRODUCIBLE) == digests_of(local, REPRODUCIBLE)
+    assert digests_of(slurm, REPRODUCIBLE) == digests_of(tiny_run, REPRODUCIBLE)
     # The jobs really went through SLURM: one log per submission.  Nine toy runs shared one
     # group job; the six MLP runs and four CNN runs got one each; aggregation stayed on the
     # submitting side.

@@ -19,7 +19,8 @@ OUT = "results/tiny-sweep"  # the sweep config's experiment
 TABLES = [f"{OUT}/{family}/{name}.csv" for family in ("mlp", "cnn")
           for name in ("history", "steps", "summary", "summary_by_lr", "misclassified")
           if not (family == "mlp" and name == "misclassified")]  # fmt: skip
-TABLES += [f"{OUT}/toy/history.csv", f"{OUT}/toy/summary.csv"]
+TOY_TABLES = [f"{OUT}/toy/history.csv", f"{OUT}/toy/summary.csv"]
+TABLES += TOY_TABLES
 
 
 @pytest.fixture(scope="module")
@@ -116,13 +117,18 @@ def test_changing_an_unswept_setting_reruns_what_it_affects(root, mnist_dir, swe
     assert "cnn_run" not in jobs
 
 
+def toy_command(root, mnist_dir, workdir):
+    """The sweep's toy target in workdir, on one core: its eight jobs take seconds."""
+    config = write_config(root, mnist_dir, workdir, "sweep")
+    return [*SNAKEMAKE, "toy", "-s", str(root / "Snakefile"), "--directory", str(workdir),
+            "--profile", str(root / "workflow/profiles/default"), "--cores", "1",
+            "--configfile", str(config)]  # fmt: skip
+
+
 def test_a_second_run_in_the_same_directory_is_refused(root, mnist_dir, swept, tmp_path):
     """Run one, start another in the same directory: the second stops at once, naming the
     first, which finishes with the bytes of a run alone."""
-    config = write_config(root, mnist_dir, tmp_path, "sweep")
-    command = [*SNAKEMAKE, "-s", str(root / "Snakefile"), "--directory", str(tmp_path),
-               "--profile", str(root / "workflow/profiles/default"), "--cores", "1",
-               "--configfile", str(config)]  # fmt: skip
+    command = toy_command(root, mnist_dir, tmp_path)
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)  # fmt: skip
     try:
@@ -140,27 +146,24 @@ def test_a_second_run_in_the_same_directory_is_refused(root, mnist_dir, swept, t
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
-    assert digests_of(tmp_path, TABLES) == digests_of(swept, TABLES)
+    assert digests_of(tmp_path, TOY_TABLES) == digests_of(swept, TOY_TABLES)
 
 
 def test_a_killed_run_leaves_no_lock_to_clear(root, mnist_dir, swept, tmp_path):
     """SIGKILL a run (the whole process group): its lock file stays, naming a dead process,
     and the same command just goes on, to the bytes of a run alone."""
-    config = write_config(root, mnist_dir, tmp_path, "sweep")
-    command = [*SNAKEMAKE, "-s", str(root / "Snakefile"), "--directory", str(tmp_path),
-               "--profile", str(root / "workflow/profiles/default"), "--cores", "1",
-               "--configfile", str(config)]  # fmt: skip
+    command = toy_command(root, mnist_dir, tmp_path)
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)  # fmt: skip
-    logs = tmp_path / OUT / "logs/mlp"
+    logs = tmp_path / OUT / "logs/toy"
     deadline = time.monotonic() + 120
     while not (logs.is_dir() and any(logs.rglob("*.log"))):
         assert first.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no MLP job started within 120 s"
+        assert time.monotonic() < deadline, "no toy job started within 120 s"
         time.sleep(0.05)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=60)
     assert f"pid {first.pid} " in (tmp_path / OUT / ".jitprop.lock").read_text()
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert digests_of(tmp_path, TABLES) == digests_of(swept, TABLES)
+    assert digests_of(tmp_path, TOY_TABLES) == digests_of(swept, TOY_TABLES)

@@ -80,8 +80,13 @@ def test_header_is_history_names_and_every_cell_below_is_a_formula(sweep):
 
 
 def test_formulas_use_only_exp_and_if_and_refer_to_cells(sweep):
-    _, xlsx = sweep
-    for name, (header, rows) in step_tables(xlsx).items():
+    history, xlsx = sweep
+    tables = step_tables(xlsx)
+    assert sorted(tables) == sorted(f"eta={float(lr)!r}" for lr in rates_of(history))
+    checked = 0
+    for name, (header, rows) in tables.items():
+        assert rows, name
+        checked += len(rows) * len(header)
         for cells in rows:
             for column, cell in zip(header, cells, strict=True):
                 formula = cell.value
@@ -89,6 +94,7 @@ def test_formulas_use_only_exp_and_if_and_refer_to_cells(sweep):
                 if (column, cell.row) != ("step", rows[0][0].row):
                     # Not a number in disguise: every formula reads another cell.
                     assert re.search(r"\$?[A-Z]+\$?[0-9]+", formula), f"{name}!{cell.coordinate}"
+    assert checked == len(tables) * (history["step"].max() + 1) * len(HEADER)
 
 
 def top_block(sheet):
