@@ -31,7 +31,8 @@ from helpers import (
     write_config,
 )
 
-pytestmark = pytest.mark.workflow
+# One worker runs every test of the tiny run (tests/conftest.py), which it then runs once.
+pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("tiny_run")]
 
 
 def tiny_config(root, mnist_dir, directory, **changes):
