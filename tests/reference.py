@@ -179,6 +179,44 @@ def conv_backward_params_running_sum(dW, dout, xp):
                 dW[co, ci, ky, kx] = acc
 
 
+def maxpool_forward_window_by_window(out, argmax, x, k):
+    """out (C, B, H/k, W/k) = each k x k window's maximum of x (C, B, H, W), argmax its place in
+    the window (the first maximum; a NaN wins), a window at a time with a branch per value: the
+    loop maps.maxpool_forward's branch-free 2 x 2 case must give the bits of, and its baseline
+    in benchmarks/cnn_tricks.py."""
+    C, B, Ho, Wo = out.shape
+    for m in prange(C * B):
+        c, n = m // B, m % B
+        for i in range(Ho):
+            for j in range(Wo):
+                best, at = x[c, n, i * k, j * k], 0
+                for t in range(1, k * k):
+                    v = x[c, n, i * k + t // k, j * k + t % k]
+                    if v > best or v != v:
+                        best, at = v, t
+                out[c, n, i, j], argmax[c, n, i, j] = best, at
+
+
+def maxpool_backward_window_by_window(dx, dout, argmax, k):
+    """dx (C, B, H, W): each window's gradient to its argmax, zeros elsewhere, a window at a
+    time: the loop maps.maxpool_backward's vectors of windows must give the bits of."""
+    C, B, Ho, Wo = dout.shape
+    for m in prange(C * B):
+        c, n = m // B, m % B
+        dx[c, n] = 0
+        for i in range(Ho):
+            for j in range(Wo):
+                t = argmax[c, n, i, j]
+                dx[c, n, i * k + t // k, j * k + t % k] = dout[c, n, i, j]
+
+
+def relu_forward_element_by_element(x):
+    """x = max(x, 0) in place, x flat, one element a loop turn over the threads: the baseline
+    of maps.relu_forward's chunks in benchmarks/cnn_tricks.py."""
+    for i in prange(x.size):
+        x[i] = max(x[i], x.dtype.type(0))
+
+
 # --------------------------------------------------------------------------- CNN in NumPy
 # Written from the layers' definitions (PyTorch's semantics), batch-major (N, C, H, W), with
 # sliding windows and einsum; nothing shared with jitprop.cnn but the layer list.

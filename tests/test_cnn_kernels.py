@@ -421,3 +421,30 @@ def test_maxpool_gap_and_layout_kernels_match_reference():
     back = np.empty((3, 2, 6, 4))
     maps.rows_to_maps(back, rows)
     np.testing.assert_array_equal(cnhw(back), x)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("k", [2, 3])
+def test_pooling_and_relu_give_the_plain_loops_bits(k):
+    """The branch-free 2 x 2 pool, the vectors of windows of its backward pass and the relu's
+    chunks against tests/reference.py's plain loops (their baselines in
+    benchmarks/cnn_tricks.py), ties and NaNs included."""
+    rng = np.random.default_rng(k)
+    x = rng.integers(-3, 4, size=(3, 5, 6 * k, 4 * k)).astype(np.float32)  # many ties
+    x[0, 0, 0, 1] = np.nan
+    out, plain = (np.empty((3, 5, 6, 4), np.float32) for _ in range(2))
+    argmax, plain_argmax = (np.empty((3, 5, 6, 4), np.uint16) for _ in range(2))
+    maps.maxpool_forward(out, argmax, x, k)
+    reference.maxpool_forward_window_by_window(plain, plain_argmax, x, k)
+    np.testing.assert_array_equal(out, plain, err_msg="maxpool_forward differs")
+    np.testing.assert_array_equal(argmax, plain_argmax, err_msg="maxpool argmax differs")
+    dout = rng.normal(size=out.shape).astype(np.float32)
+    dx, plain_dx = np.full_like(x, np.nan), np.full_like(x, np.nan)
+    maps.maxpool_backward(dx, dout, argmax, k)
+    reference.maxpool_backward_window_by_window(plain_dx, dout, argmax, k)
+    np.testing.assert_array_equal(dx, plain_dx, err_msg="maxpool_backward differs")
+    flat = rng.normal(size=3 * maps.CHUNK + 5).astype(np.float32)
+    plain_flat = flat.copy()
+    maps.relu_forward(flat)
+    reference.relu_forward_element_by_element(plain_flat)
+    np.testing.assert_array_equal(flat, plain_flat, err_msg="relu_forward differs")
