@@ -118,7 +118,6 @@ def test_every_cached_kernel_is_stamped_with_the_whole_package(root):
 
 
 @pytest.mark.workflow
-@pytest.mark.xdist_group("tiny_run")
 def test_a_cold_cache_filled_by_many_jobs_at_once_stays_whole(tiny_run, tmp_path):
     """The tiny run filled an empty cache from up to eight jobs at once (see conftest.py; its
     bytes are held to other runs' by tests/test_workflow.py and tests/test_slurm.py).  The cache

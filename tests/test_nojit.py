@@ -11,19 +11,7 @@ import xml.etree.ElementTree as ET
 
 def pytest_kernel_tests(root, *args, env=None):
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-n",
-            "0",
-            "-m",
-            "kernel",
-            *args,
-        ],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "kernel", *args],
         cwd=root,
         capture_output=True,
         text=True,

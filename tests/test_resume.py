@@ -11,7 +11,7 @@ import pytest
 
 from helpers import digests_of, snakemake, snakemake_command, write_config
 
-pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("resume")]
+pytestmark = pytest.mark.workflow
 
 TABLES = [
     "results/toy/history.csv",

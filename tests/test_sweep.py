@@ -13,7 +13,7 @@ import pytest
 
 from helpers import SNAKEMAKE, digests_of, report_script, snakemake, write_config
 
-pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("sweep")]
+pytestmark = pytest.mark.workflow
 
 OUT = "results/tiny-sweep"  # the sweep config's experiment
 TABLES = [f"{OUT}/{family}/{name}.csv" for family in ("mlp", "cnn")

@@ -31,8 +31,7 @@ from helpers import (
     write_config,
 )
 
-# One worker runs every test of the tiny run (tests/conftest.py), which it then runs once.
-pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("tiny_run")]
+pytestmark = pytest.mark.workflow
 
 
 def tiny_config(root, mnist_dir, directory, **changes):
