@@ -6,11 +6,7 @@ import os
 import subprocess
 import sys
 
-import pytest
-import yaml
-
-from jitprop import provenance, runs
-from jitprop.config import validate_config
+from jitprop import provenance
 
 from helpers import package_copy
 
@@ -115,35 +111,6 @@ def test_every_cached_kernel_is_stamped_with_the_whole_package(root):
     assert not unstamped, f"cached without the package's stamp: {unstamped}"
     assert {"jitprop.kernels.dense.dense_forward", "jitprop.mlp._train_batches"} <= set(stamped)
     assert {"jitprop.toy._toy_train_kernel", "jitprop.kernels.conv.conv_forward"} <= set(stamped)
-
-
-@pytest.mark.workflow
-def test_a_cold_cache_filled_by_many_jobs_at_once_stays_whole(tiny_run, tmp_path):
-    """The tiny run filled an empty cache from up to eight jobs at once (see conftest.py; its
-    bytes are held to other runs' by tests/test_workflow.py and tests/test_slurm.py).  The cache
-    they left is whole: a job of each family on it loads every kernel and compiles none."""
-    assert "[cache] data saved" in (tiny_run / "snakemake.out").read_text()
-    env = {"NUMBA_CACHE_DIR": str(tiny_run / "numba-cache"), "NUMBA_DEBUG_CACHE": "1"}
-    config = tiny_run / "config.yaml"
-    settings = validate_config(yaml.safe_load(config.read_text()))
-    for family in ("toy", "mlp", "cnn"):
-        args = [sys.executable, "-m", "jitprop", "--threads", "2"]
-        if family == "toy":
-            args += ["toy", "--lr", "0.5", "--steps", "3"]
-        else:  # the family's first run, as its rule runs it
-            run = runs.run_dirs(settings, family)[0].split("/runs/", 1)[1]
-            args += [family, *runs.run_args(settings, family, run)]
-        result = subprocess.run(
-            [*args, "--out", str(tmp_path / "warm" / family)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env},
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        lines = [line for line in result.stdout.splitlines() if line.startswith("[cache]")]
-        assert any("data loaded" in line for line in lines), family
-        saved = [line for line in lines if "data saved" in line]
-        assert saved == [], f"{family}: cache incomplete or corrupt: {saved[:5]}"
 
 
 def mlp_job(cache, mnist_dir, out):

@@ -43,10 +43,15 @@ def run(root, workdir, *args, env=None):
 
 
 def test_sweep_through_the_slurm_profile_equals_a_local_run(
-    root, mnist_dir, cluster, tiny_run, tmp_path
+    root, mnist_dir, cluster, tiny_run, raced_cache, tmp_path
 ):
-    slurm = tmp_path / "slurm"
+    slurm, scratch = tmp_path / "slurm", tmp_path / "scratch"
     write_config(root, mnist_dir, slurm)
+    # The jobs' node-local scratch (TMPDIR, which they inherit) holds a copy of a cache that
+    # jobs of the same kernels filled (the race's): the jobs load their kernels rather than
+    # compile them again, as on a node that ran jitprop before.
+    user = os.environ.get("USER") or str(os.getuid())
+    shutil.copytree(raced_cache[1], scratch / f"jitprop-numba-cache-{user}")
     # squeue, not sacct: the test cluster keeps no accounting.  Short polls keep it quick.
     run(
         root,
@@ -59,7 +64,7 @@ def test_sweep_through_the_slurm_profile_equals_a_local_run(
         "2",
         "--slurm-no-account",
         "--slurm-keep-successful-logs",
-        env=cluster.env,
+        env={**cluster.env, "TMPDIR": str(scratch)},
     )
     assert digests_of(slurm, REPRODUCIBLE) == digests_of(tiny_run, REPRODUCIBLE)
     # The jobs really went through SLURM: one log per submission.  Nine toy runs shared one
@@ -72,8 +77,7 @@ def test_sweep_through_the_slurm_profile_equals_a_local_run(
     assert kinds == ["group_toy_runs_toy_run", "rule_cnn_run", "rule_mlp_run"], kinds
     # Jobs on a node keep Numba's cache on its local scratch.
     log = (slurm / "results/logs/mlp/lr~0.05/seed~0.log").read_text().splitlines()[0]
-    scratch = os.environ.get("SLURM_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
-    assert f"cache {scratch}/jitprop-numba-cache-" in log, log
+    assert f"cache {scratch}/jitprop-numba-cache-{user}" in log, log
     # A CNN job runs on the two CPUs it asks for: the profile's `cores: 1` caps threads on the
     # submitting side only (a dry run shows 1), the job step inside the allocation runs with all.
     log = (slurm / "results/logs/cnn/lr~0.1/seed~0.log").read_text().splitlines()[0]

@@ -8,13 +8,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import numba
 import pandas as pd
 import pytest
 import yaml
 
-from jitprop import provenance
+from jitprop import provenance, runs
 from jitprop.config import validate_config
 
 import libreoffice
@@ -334,6 +335,41 @@ def test_a_swept_data_dir_is_where_the_figures_read_mnist_too(root, mnist_dir, t
     planned = result.stdout + result.stderr
     assert re.search(r"^cnn_figures +1$", planned, re.M), planned[-2000:]
     assert "download_mnist" not in planned, planned[-2000:]
+
+
+def test_a_cold_cache_filled_by_many_jobs_at_once_stays_whole(tiny_run, raced_cache, tmp_path):
+    """Up to eight jobs filled an empty cache at once, on eight cores of this 2-core machine
+    (conftest.py's raced_cache).  Their results are the tiny run's (2 cores, the package's
+    cache), byte for byte; and the cache they left is whole: a job of each family on it loads
+    every kernel and compiles none."""
+    raced, cache = raced_cache
+    assert "[cache] data saved" in (raced / "snakemake.out").read_text()
+    same = [name for name in REPRODUCIBLE if "/toy/" in name or "toy_" in name]
+    same += [f"results/{family}/runs/lr~{lr}/seed~{seed}/{table}.csv"
+             for family, lr in (("mlp", 0.05), ("cnn", 0.1)) for seed in (0, 1)
+             for table in ("history", "steps", "summary")]  # fmt: skip
+    assert digests_of(raced, same) == digests_of(tiny_run, same)
+    env = {"NUMBA_CACHE_DIR": str(cache), "NUMBA_DEBUG_CACHE": "1"}
+    config = raced / "config.yaml"
+    settings = validate_config(yaml.safe_load(config.read_text()))
+    for family in ("toy", "mlp", "cnn"):
+        args = [sys.executable, "-m", "jitprop", "--threads", "2"]
+        if family == "toy":
+            args += ["toy", "--lr", "0.5", "--steps", "3"]
+        else:  # the family's first run, as its rule runs it
+            run = runs.run_dirs(settings, family)[0].split("/runs/", 1)[1]
+            args += [family, *runs.run_args(settings, family, run)]
+        result = subprocess.run(
+            [*args, "--out", str(tmp_path / "warm" / family)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = [line for line in result.stdout.splitlines() if line.startswith("[cache]")]
+        assert any("data loaded" in line for line in lines), family
+        saved = [line for line in lines if "data saved" in line]
+        assert saved == [], f"{family}: cache incomplete or corrupt: {saved[:5]}"
 
 
 def test_bad_config_stops_before_any_job(root, mnist_dir, tmp_path):
