@@ -1,8 +1,17 @@
 """Shared fixtures: where the canonical MNIST files are (../shared/data/mnist beside the clone,
 or JITPROP_MNIST_DIR), the repository root, and the tiny config's workflow, run once for every
-test that compares against it."""
+test that compares against it.
+
+Work started early: a fixture whose module lists it in EARLY ({fixture: start(mnist, folder)})
+has its work started in the background as soon as the tests are collected, when a selected test
+uses it; the fixture then waits for it.  The cold compiles (the race, other CPU targets) so run
+on the core that the tests' own single-threaded compiling leaves idle."""
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,14 +19,48 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def mnist_dir():
+def mnist_path():
     path = Path(os.environ.get("JITPROP_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
     # Not a skip: CI always has these files, and a missing copy must fail loudly.
     assert (path / "train-images-idx3-ubyte.gz").is_file(), (
         f"MNIST not found in {path}; set JITPROP_MNIST_DIR to a directory holding the IDX files"
     )
     return path.resolve()
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly or not session.items:
+        return
+    starters = {}
+    for item in session.items:
+        for module in (sys.modules[__name__], item.module):
+            for name, start in getattr(module, "EARLY", {}).items():
+                if name in item.fixturenames:
+                    starters[name] = start
+    # On the config, which every copy of this module sees (tests import it again by name).
+    session.config.jitprop_started = {}
+    for name, start in starters.items():
+        folder = Path(tempfile.mkdtemp(prefix=f"jitprop-{name}-"))
+        session.config.jitprop_started[name] = (start(mnist_path(), folder), folder)
+
+
+def pytest_sessionfinish(session):
+    for work, folder in getattr(session.config, "jitprop_started", {}).values():
+        for process in work.values() if isinstance(work, dict) else [work]:
+            if isinstance(process, subprocess.Popen) and process.poll() is None:
+                process.kill()
+                process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def started(request, name):
+    """(what the early start of fixture `name` returned, its folder)."""
+    return request.config.jitprop_started[name]
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    return mnist_path()
 
 
 @pytest.fixture(scope="session")
@@ -38,21 +81,35 @@ def tiny_run(root, mnist_dir, tmp_path_factory):
     return workdir
 
 
+def start_race(mnist, folder):
+    """The race of raced_cache, started: a Snakemake process."""
+    from helpers import SNAKEMAKE, write_config
+
+    config = write_config(
+        ROOT, mnist, folder, "tiny", mlp__learning_rates=[0.05], cnn__learning_rates=[0.1]
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "0", "NUMBA_CACHE_DIR": str(folder / "numba-cache"),
+           "NUMBA_DEBUG_CACHE": "1"}  # fmt: skip
+    command = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(folder),
+               "--cores", "8", "--configfile", str(config)]  # fmt: skip
+    # Into files, not pipes: nobody reads a pipe before the fixture waits, and a full one
+    # would stall the race.
+    with open(folder / "snakemake.out", "w") as out, open(folder / "snakemake.err", "w") as err:
+        return subprocess.Popen(command, stdout=out, stderr=err, env=env)
+
+
+EARLY = {"raced_cache": start_race}
+
+
 @pytest.fixture(scope="session")
-def raced_cache(root, mnist_dir, tmp_path_factory):
+def raced_cache(request):
     """(work directory, Numba cache): the tiny config with one learning rate for the MLP and
     the CNN (two runs each, beside the toy's nine), on an empty cache of its own, with
     --cores 8 on this 2-core machine, so that up to eight jobs compiled the same kernels into
-    it at once.  workdir/snakemake.out holds what the jobs printed of the cache
-    (NUMBA_DEBUG_CACHE)."""
-    from helpers import snakemake, write_config
-
-    workdir = tmp_path_factory.mktemp("raced")
-    config = write_config(
-        root, mnist_dir, workdir, "tiny", mlp__learning_rates=[0.05], cnn__learning_rates=[0.1]
-    )
-    cache = workdir / "numba-cache"
-    env = {"NUMBA_CACHE_DIR": str(cache), "NUMBA_DEBUG_CACHE": "1"}
-    result = snakemake(root, workdir, "--cores", "8", "--configfile", str(config), env=env)
-    (workdir / "snakemake.out").write_text(result.stdout)
-    return workdir, cache
+    it at once (started early, see above).  workdir/snakemake.out holds what the jobs printed
+    of the cache (NUMBA_DEBUG_CACHE)."""
+    process, workdir = started(request, "raced_cache")
+    if process.wait(timeout=1800):
+        output = (workdir / "snakemake.out").read_text() + (workdir / "snakemake.err").read_text()
+        pytest.fail(f"the race's snakemake failed:\n{output[-6000:]}")
+    return workdir, workdir / "numba-cache"

@@ -13,6 +13,8 @@ import sys
 import llvmlite.binding as llvm
 import pytest
 
+from conftest import started
+
 # Prints the CPU Numba compiles for, a SHA-256 of everything the three runs trained, and the
 # widest vector registers the convolution's inner loop was compiled to.
 RUNS = """
@@ -46,15 +48,15 @@ print(next(width for width in ("zmm", "ymm", "xmm") if width in assembly))
 """
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64", reason="compares x86-64 targets")
-def test_another_cpu_target_trains_to_the_same_bits(mnist_dir, tmp_path):
+def start_runs(mnist, folder):
+    """{target: process} of RUNS compiled for this machine with 512-bit vectors (where it has
+    AVX-512: LLVM's tuning for Intel's prefers 256) and for a Haswell (this machine's features
+    without AVX-512, nor AVX10), both at once, a thread each, each compiling into a cache of
+    its own (started early: tests/conftest.py)."""
     host = llvm.get_host_cpu_name()
     features = llvm.get_host_cpu_features().flatten()
     avx512 = "+avx512f" in features
     target = "haswell" if host != "haswell" else "skylake"
-    # Both at once, a thread each, each compiling into a cache of its own: this machine with
-    # 512-bit vectors where it has them (LLVM's tuning for Intel's prefers 256), and a Haswell,
-    # this machine's features without AVX-512 (nor AVX10).
     base = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_CPU")}
     base["NUMBA_NUM_THREADS"] = "1"
     haswell = features.replace("+avx512", "-avx512").replace("+avx10", "-avx10")
@@ -62,29 +64,45 @@ def test_another_cpu_target_trains_to_the_same_bits(mnist_dir, tmp_path):
         host: {
             **base,
             "NUMBA_CPU_FEATURES": features + (",-prefer-256-bit" if avx512 else ""),
-            "NUMBA_CACHE_DIR": str(tmp_path / "host"),
+            "NUMBA_CACHE_DIR": str(folder / "host"),
         },
         target: {
             **base,
             "NUMBA_CPU_NAME": target,
             "NUMBA_CPU_FEATURES": haswell,
-            "NUMBA_CACHE_DIR": str(tmp_path / target),
+            "NUMBA_CACHE_DIR": str(folder / target),
         },
     }
-    jobs = {
-        name: subprocess.Popen(
-            [sys.executable, "-c", RUNS, str(mnist_dir)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for name, env in envs.items()
-    }
+    jobs = {}
+    for name, env in envs.items():  # into files: nobody reads a pipe before the test waits
+        with open(folder / f"{name}.out", "w") as out, open(folder / f"{name}.err", "w") as err:
+            command = [sys.executable, "-c", RUNS, str(mnist)]
+            jobs[name] = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+    return jobs
+
+
+EARLY = {"target_runs": start_runs} if platform.machine() == "x86_64" else {}
+
+
+@pytest.fixture(scope="module")
+def target_runs(request):
+    """{target: (exit status, what it printed, its errors)} of start_runs."""
+    jobs, folder = started(request, "target_runs")
+    return {
+        name: (job.wait(timeout=900), (folder / f"{name}.out").read_text(),
+               (folder / f"{name}.err").read_text())
+        for name, job in jobs.items()
+    }  # fmt: skip
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="compares x86-64 targets")
+def test_another_cpu_target_trains_to_the_same_bits(target_runs):
+    host = llvm.get_host_cpu_name()
+    avx512 = "+avx512f" in llvm.get_host_cpu_features().flatten()
+    target = "haswell" if host != "haswell" else "skylake"
     printed = {}
-    for name, job in jobs.items():
-        out, err = job.communicate(timeout=600)
-        assert job.returncode == 0, err[-3000:]
+    for name, (status, out, err) in target_runs.items():
+        assert status == 0, err[-3000:]
         printed[name] = out.split()
     # What each was compiled for: the CPU, and the vectors its convolution uses.
     assert (printed[host][0], printed[host][2]) == (host, "zmm" if avx512 else "ymm")
