@@ -372,6 +372,59 @@ def test_a_cold_cache_filled_by_many_jobs_at_once_stays_whole(tiny_run, raced_ca
         assert saved == [], f"{family}: cache incomplete or corrupt: {saved[:5]}"
 
 
+def mlp_job(cache, mnist_dir, out):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jitprop",
+            "mlp",
+            "--lr",
+            "0.1",
+            "--seed",
+            "1",
+            "--data-dir",
+            str(mnist_dir),
+            "--layers",
+            "784",
+            "16",
+            "10",
+            "--epochs",
+            "1",
+            "--train-size",
+            "300",
+            "--test-size",
+            "100",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+
+
+def test_callers_compiled_against_cached_parallel_kernels_load_again(
+    mnist_dir, raced_cache, tmp_path
+):
+    """Jobs sharing a cache fill it in any order: here the training loop is compiled by a job
+    that loaded its parallel kernels from the cache (a copy of the race's, without the loop),
+    then loaded by a third job.  Numba once segfaulted exactly there (numba/numba#8578), which
+    jitprop.jit.calls_parallel works around."""
+    cache = tmp_path / "cache"
+    shutil.copytree(raced_cache[1], cache)
+    assert mlp_job(cache, mnist_dir, tmp_path / "a").returncode == 0
+    callers = [*cache.rglob("mlp._train_batches-*"), *cache.rglob("mlp._train_step-*")]
+    assert callers, "the race cached no training loop"
+    for path in callers:
+        path.unlink()
+    for name in ("b", "c"):
+        result = mlp_job(cache, mnist_dir, tmp_path / name)
+        assert result.returncode == 0, f"job {name}: exit {result.returncode}\n{result.stderr}"
+    assert (tmp_path / "a/history.csv").read_bytes() == (tmp_path / "c/history.csv").read_bytes()
+
+
 def test_bad_config_stops_before_any_job(root, mnist_dir, tmp_path):
     config = tiny_config(root, mnist_dir, tmp_path, toy__learning_rates=[0.5, -1.0])
     result = snakemake(root, tmp_path, "--cores", "1", "--configfile", str(config), check=False)
