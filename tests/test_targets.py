@@ -3,7 +3,8 @@ compiled for this machine with 512-bit vectors (where it has AVX-512) and for a 
 and FMA: 256-bit vectors) train to the same bytes.  The kernels reassociate nothing and fuse
 only multiply-adds, so neither the vector width nor the CPU's tuning may show in the results:
 a laptop and a cluster node give the same tables.  (Compiled without FMA, the CNN trains to
-other bits: FMA is what the claim needs.)"""
+other bits: FMA is what the claim needs.)  And no compiled kernel calls a C library's
+transcendental (exp, log, tanh, sin, cos): jitprop's own are in kernels/elementary.py."""
 
 import os
 import platform
@@ -45,6 +46,30 @@ print(digest.hexdigest())
 from jitprop.kernels import conv_loops
 assembly = "".join(conv_loops._nine_taps.inspect_asm().values())
 print(next(width for width in ("zmm", "ymm", "xmm") if width in assembly))
+# Every function a compiled kernel declares in its LLVM IR that is a C library's (or SVML's)
+# transcendental: libm's names and their float versions, LLVM's intrinsics that lower to them,
+# SVML's vector functions.  (The training loops above inline every kernel; the MLP's take every
+# activation and loss by a code at run time, so all of their paths are compiled.)
+import importlib, pathlib
+from numba.core.dispatcher import Dispatcher
+from jitprop import provenance
+libm = {name + suffix for name in ("exp", "expm1", "log", "log1p", "tanh", "sin", "cos", "pow")
+        for suffix in ("", "f")}
+prefixes = ("llvm.exp.", "llvm.log.", "llvm.sin.", "llvm.cos.", "llvm.pow.", "__svml_")
+package, calls, kernels = pathlib.Path(provenance.__file__).parent, set(), 0
+for path in provenance.source_files(package):
+    if path.suffix == ".py" and "njit" in path.read_text():
+        module = importlib.import_module(
+            ".".join(["jitprop", *path.relative_to(package).with_suffix("").parts]))
+        for kernel in [v for v in vars(module).values() if isinstance(v, Dispatcher)]:
+            kernels += bool(kernel.signatures)
+            for ir in kernel.inspect_llvm().values() if kernel.signatures else ():
+                for line in ir.splitlines():
+                    if line.startswith("declare"):
+                        name = line.split("@", 1)[1].split("(", 1)[0].strip('"')
+                        if name in libm or name.startswith(prefixes):
+                            calls.add(f"{module.__name__}.{kernel.__name__}:{name}")
+print(kernels, "kernels, C library transcendentals:", ",".join(sorted(calls)) or "none")
 """
 
 
@@ -104,6 +129,11 @@ def test_another_cpu_target_trains_to_the_same_bits(target_runs):
     for name, (status, out, err) in target_runs.items():
         assert status == 0, err[-3000:]
         printed[name] = out.split()
+    # No kernel calls a C library's transcendental, so neither the C library nor SVML (which
+    # Numba uses only to vectorize such calls) can change a bit.
+    for name, words in printed.items():
+        assert int(words[3]) >= 40, words
+        assert words[4:] == ["kernels,", "C", "library", "transcendentals:", "none"], (name, words)
     # What each was compiled for: the CPU, and the vectors its convolution uses.
     assert (printed[host][0], printed[host][2]) == (host, "zmm" if avx512 else "ymm")
     assert (printed[target][0], printed[target][2]) == (target, "ymm")

@@ -15,7 +15,7 @@ from jitprop import checks, cnn_spec, config, data, training
 from jitprop.cnn_net import Network, Pass
 from jitprop.cnn_spec import LayerError
 from jitprop.jit import njit
-from jitprop.kernels import optim
+from jitprop.kernels import elementary, optim
 
 __all__ = [
     "MNIST_MEAN",
@@ -53,7 +53,7 @@ def _gather(x, images, index, angles, shifts, mean, std):
             for q in range(side * side):
                 out[q] = (image[q] / 255 - mean) / std
             continue
-        c, s = math.cos(angles[n]), math.sin(angles[n])
+        s, c = elementary._sin_cos(angles[n])
         dy, dx = shifts[n, 0], shifts[n, 1]
         for i in range(side):
             for j in range(side):

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from jitprop import data
+from jitprop import data, inits
 from jitprop.cnn_spec import param_shapes, parse_layers
 from jitprop.kernels import conv, dense, maps
 from jitprop.kernels.vectors import aligned_zeros
@@ -72,9 +72,7 @@ class Network:
                 W = views["W"]
                 fan_in = math.prod(W.shape[1:]) if spec.kind == "conv" else W.shape[0]
                 for view in views.values():
-                    view[...] = rng.uniform(
-                        -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), view.shape
-                    )
+                    view[...] = inits.uniform(rng, 1 / math.sqrt(fan_in), view.shape)
         return theta
 
     def new_stats(self):

@@ -13,7 +13,7 @@ from collections import namedtuple
 import numpy as np
 from numba import prange
 
-from jitprop import checks, config, training
+from jitprop import checks, config, inits, training
 from jitprop.jit import calls_parallel, njit
 from jitprop.kernels import optim
 from jitprop.kernels.dense import (
@@ -233,7 +233,8 @@ class _Network:
 def init_params(layers, seed, dtype=None, activation=None):
     """Weights for `layers` = [784, ..., 10]: a list of (W, b), W (fan_in, fan_out), b zeros.
 
-    He-normal for relu, Xavier/Glorot-uniform for sigmoid and tanh, drawn from
+    He-normal for relu (normal numbers by Box and Muller with jitprop's own log and cos:
+    jitprop.inits), Xavier/Glorot-uniform for sigmoid and tanh, drawn from
     numpy.random.default_rng(seed) (`seed` may also be a Generator, which is then advanced).
     dtype and activation default to the config's."""
     defaults = config.defaults("mlp")
@@ -255,10 +256,9 @@ def init_params(layers, seed, dtype=None, activation=None):
     params = []
     for fan_in, fan_out in itertools.pairwise(layers):
         if activation == "relu":
-            W = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
+            W = inits.normal(rng, math.sqrt(2.0 / fan_in), (fan_in, fan_out))
         else:
-            limit = math.sqrt(6.0 / (fan_in + fan_out))
-            W = rng.uniform(-limit, limit, size=(fan_in, fan_out))
+            W = inits.uniform(rng, math.sqrt(6.0 / (fan_in + fan_out)), (fan_in, fan_out))
         params.append((W.astype(dtype), np.zeros(fan_out, dtype=dtype)))
     return params
 

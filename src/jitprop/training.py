@@ -9,6 +9,7 @@ import numpy as np
 
 from jitprop import checks, data
 from jitprop.jit import njit
+from jitprop.kernels.elementary import cos_of
 
 SCHEDULES = ("constant", "cosine", "onecycle")
 # onecycle as PyTorch's OneCycleLR by default: up from lr / DIV for the first WARMUP of the steps,
@@ -17,7 +18,7 @@ ONECYCLE_WARMUP, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
 
 
 def _cosine(start, end, fraction):
-    return end + (start - end) * 0.5 * (1.0 + np.cos(np.pi * fraction))
+    return end + (start - end) * 0.5 * (1.0 + cos_of(np.pi * fraction))
 
 
 def learning_rates(lr, schedule, total_steps, dtype):
@@ -29,7 +30,7 @@ def learning_rates(lr, schedule, total_steps, dtype):
         return np.full(total_steps, lr, dtype=dtype)
     step = np.arange(total_steps, dtype=np.float64)
     if schedule == "cosine":
-        return (lr * 0.5 * (1.0 + np.cos(np.pi * step / total_steps))).astype(dtype)
+        return (lr * 0.5 * (1.0 + cos_of(np.pi * step / total_steps))).astype(dtype)
     # PyTorch's phase ends, unclamped: in runs of 3 steps or fewer the warm-up ends before step
     # 0 (up < 0, never 0 for a whole number of steps), and every step is on the way down.
     up = float(ONECYCLE_WARMUP * total_steps) - 1

@@ -8,13 +8,13 @@ loops are blocked, vectorized or spread over threads, the result is the same bit
 tests/reference.py's one-term-at-a-time loops give them exactly.
 """
 
-import math
 from collections import namedtuple
 
 import numpy as np
 from numba import prange
 
 from jitprop.jit import njit
+from jitprop.kernels.elementary import exp, log, tanh
 
 # Activation and loss codes, as the kernels receive them; the names are the config's.
 RELU, SIGMOID, TANH = 0, 1, 2
@@ -223,7 +223,7 @@ def relu_backward(dh, h):
 def sigmoid_forward(h):
     for n in range(h.shape[0]):
         for j in range(h.shape[1]):
-            h[n, j] = 1 / (1 + np.exp(-h[n, j]))
+            h[n, j] = 1.0 / (1.0 + exp(-float(h[n, j])))
 
 
 @njit(cache=True)
@@ -237,7 +237,7 @@ def sigmoid_backward(dh, h):
 def tanh_forward(h):
     for n in range(h.shape[0]):
         for j in range(h.shape[1]):
-            h[n, j] = np.tanh(h[n, j])
+            h[n, j] = tanh(float(h[n, j]))
 
 
 @njit(cache=True)
@@ -296,11 +296,11 @@ def cross_entropy_forward_backward(dlogits, logits, y):
         m = logits[n, best]
         s = 0.0
         for k in range(K):
-            s += math.exp(logits[n, k] - m)
-        log_s = math.log(s)
+            s += exp(float(logits[n, k] - m))
+        log_s = log(s)
         total += log_s - (logits[n, y[n]] - m)
         for k in range(K):
-            p = math.exp(logits[n, k] - m - log_s)
+            p = exp(float(logits[n, k] - m) - log_s)
             dlogits[n, k] = (p - (k == y[n])) * inv_b
     return total, correct
 
@@ -315,7 +315,7 @@ def squared_error_forward_backward(dlogits, logits, y):
     for n in range(B):
         correct += row_argmax(logits, n) == y[n]
         for k in range(K):
-            out = 1.0 / (1.0 + math.exp(-logits[n, k]))
+            out = 1.0 / (1.0 + exp(-float(logits[n, k])))
             target = 1.0 if k == y[n] else 0.0
             total += 0.5 * (target - out) ** 2
             dlogits[n, k] = (out - target) * out * (1.0 - out) * inv_b
